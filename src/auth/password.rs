@@ -1,0 +1,65 @@
+//! bcrypt hashing and verification, always on the blocking pool and never
+//! more at once than the machine has cores, so a flood of logins or
+//! registrations cannot starve the async workers or the blocking pool.
+
+use std::sync::Arc;
+
+use rocket::tokio::sync::Semaphore;
+use rocket::tokio::task;
+
+use crate::domain::Password;
+use crate::error::ApiError;
+
+#[derive(Clone)]
+pub struct PasswordHasher {
+    cost: u32,
+    permits: Arc<Semaphore>,
+}
+
+impl PasswordHasher {
+    pub fn new(cost: u32) -> Self {
+        let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+        PasswordHasher {
+            cost,
+            permits: Arc::new(Semaphore::new(cores)),
+        }
+    }
+
+    /// Hashes a validated password (never over bcrypt's 72 bytes, so nothing
+    /// is truncated).
+    pub async fn hash(&self, password: &Password) -> Result<String, ApiError> {
+        let password = password.expose().to_owned();
+        let cost = self.cost;
+        self.run(move || bcrypt::non_truncating_hash(password, cost))
+            .await
+    }
+
+    /// Checks `password` against a stored hash. A malformed hash counts as a
+    /// mismatch (and is logged): the caller answers as for a wrong password.
+    pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, ApiError> {
+        let password = password.to_owned();
+        let hash = hash.to_owned();
+        let verified = self
+            .run(move || bcrypt::non_truncating_verify(password, &hash))
+            .await;
+        match verified {
+            Ok(ok) => Ok(ok),
+            Err(ApiError::Internal(cause)) => {
+                log::error!("password verification failed: {cause}");
+                Ok(false)
+            }
+            Err(other) => Err(other),
+        }
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        job: impl FnOnce() -> bcrypt::BcryptResult<T> + Send + 'static,
+    ) -> Result<T, ApiError> {
+        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+        task::spawn_blocking(job)
+            .await
+            .map_err(ApiError::internal)?
+            .map_err(ApiError::internal)
+    }
+}

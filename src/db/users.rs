@@ -1,0 +1,198 @@
+//! Queries of the `users` table.
+
+use time::OffsetDateTime;
+
+use super::{on_conn, Conn, DbError};
+use crate::domain::Role;
+
+/// The columns of [`UserRecord`], in one place for every query.
+macro_rules! user_columns {
+    () => {
+        "id, username, email, age, role, is_active, token_version, password_hash, \
+         created_at, updated_at"
+    };
+}
+
+/// A row of `users`. It holds the password hash: it never leaves the server
+/// (responses are built from it field by field) and has no `Debug`.
+#[derive(Clone, sqlx::FromRow)]
+pub struct UserRecord {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub age: Option<i32>,
+    #[sqlx(try_from = "String")]
+    pub role: Role,
+    pub is_active: bool,
+    /// Bumped to end every session of the user at once.
+    pub token_version: i64,
+    pub password_hash: String,
+    pub created_at: OffsetDateTime,
+    pub updated_at: OffsetDateTime,
+}
+
+pub struct NewUser<'a> {
+    pub username: &'a str,
+    pub email: &'a str,
+    pub password_hash: &'a str,
+    pub age: Option<i32>,
+    pub role: Role,
+}
+
+/// A partial update: `None` leaves a column as it is.
+#[derive(Default)]
+pub struct Changes {
+    pub username: Option<String>,
+    pub email: Option<String>,
+    /// `Some(None)` clears the age.
+    pub age: Option<Option<i32>>,
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+    pub password_hash: Option<String>,
+    /// Ends every session of the user (bumps `token_version`).
+    pub revoke_sessions: bool,
+}
+
+impl Changes {
+    pub fn is_empty(&self) -> bool {
+        self.username.is_none()
+            && self.email.is_none()
+            && self.age.is_none()
+            && self.role.is_none()
+            && self.is_active.is_none()
+            && self.password_hash.is_none()
+            && !self.revoke_sessions
+    }
+}
+
+/// Inserts a user; a taken username or email is [`DbError::Conflict`].
+pub async fn insert(
+    conn: Conn<'_>,
+    user: &NewUser<'_>,
+    now: OffsetDateTime,
+) -> Result<UserRecord, DbError> {
+    const SQL: &str = concat!(
+        "INSERT INTO users (username, email, password_hash, age, role, is_active, \
+         token_version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, TRUE, 0, $6, $6) RETURNING ",
+        user_columns!()
+    );
+    let row = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(user.username)
+        .bind(user.email)
+        .bind(user.password_hash)
+        .bind(user.age)
+        .bind(user.role.as_str())
+        .bind(now)
+        .fetch_one(c)
+        .await)?;
+    Ok(row)
+}
+
+pub async fn find(conn: Conn<'_>, id: i64) -> Result<Option<UserRecord>, DbError> {
+    const SQL: &str = concat!("SELECT ", user_columns!(), " FROM users WHERE id = $1");
+    let row = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(id)
+        .fetch_optional(c)
+        .await)?;
+    Ok(row)
+}
+
+/// Finds a user by username, ignoring case (served by the unique index on
+/// `lower(username)`).
+pub async fn find_by_username(
+    conn: Conn<'_>,
+    username: &str,
+) -> Result<Option<UserRecord>, DbError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE lower(username) = lower($1)"
+    );
+    let row = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(username)
+        .fetch_optional(c)
+        .await)?;
+    Ok(row)
+}
+
+/// A page of users ordered by id; inactive users only when asked for.
+pub async fn list(
+    conn: Conn<'_>,
+    include_inactive: bool,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<UserRecord>, DbError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE (is_active OR $1) ORDER BY id LIMIT $2 OFFSET $3"
+    );
+    let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(include_inactive)
+        .bind(limit)
+        .bind(skip)
+        .fetch_all(c)
+        .await)?;
+    Ok(rows)
+}
+
+/// Applies `changes` to user `id`; `None` when there is no such user.
+pub async fn update(
+    conn: Conn<'_>,
+    id: i64,
+    changes: &Changes,
+    now: OffsetDateTime,
+) -> Result<Option<UserRecord>, DbError> {
+    const SQL: &str = concat!(
+        "UPDATE users SET \
+           username = COALESCE($2, username), \
+           email = COALESCE($3, email), \
+           age = CASE WHEN $4 THEN $5 ELSE age END, \
+           role = COALESCE($6, role), \
+           is_active = COALESCE($7, is_active), \
+           password_hash = COALESCE($8, password_hash), \
+           token_version = token_version + $9, \
+           updated_at = $10 \
+         WHERE id = $1 RETURNING ",
+        user_columns!()
+    );
+    let row = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(id)
+        .bind(changes.username.as_deref())
+        .bind(changes.email.as_deref())
+        .bind(changes.age.is_some())
+        .bind(changes.age.flatten())
+        .bind(changes.role.map(Role::as_str))
+        .bind(changes.is_active)
+        .bind(changes.password_hash.as_deref())
+        .bind(i64::from(changes.revoke_sessions))
+        .bind(now)
+        .fetch_optional(c)
+        .await)?;
+    Ok(row)
+}
+
+/// Deletes user `id`; whether there was one.
+pub async fn delete(conn: Conn<'_>, id: i64) -> Result<bool, DbError> {
+    let deleted = on_conn!(conn, c => sqlx::query("DELETE FROM users WHERE id = $1")
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(deleted > 0)
+}
+
+/// The ids of the active admins, locked until the transaction ends so that
+/// two concurrent demotions cannot both see the other admin and leave none.
+/// (SQLite write transactions already hold the database's write lock.)
+pub async fn lock_active_admins(conn: Conn<'_>) -> Result<Vec<i64>, DbError> {
+    const SELECT: &str = "SELECT id FROM users WHERE role = 'admin' AND is_active ORDER BY id";
+    const SELECT_FOR_UPDATE: &str =
+        "SELECT id FROM users WHERE role = 'admin' AND is_active ORDER BY id FOR UPDATE";
+    let ids = match conn {
+        Conn::Sqlite(c) => sqlx::query_scalar(SELECT).fetch_all(c).await?,
+        Conn::Postgres(c) => sqlx::query_scalar(SELECT_FOR_UPDATE).fetch_all(c).await?,
+    };
+    Ok(ids)
+}

@@ -1,0 +1,292 @@
+//! The users resource's request and response models.
+//!
+//! Request models are what clients send: serde shapes them (unknown fields
+//! refused), `validator` runs the domain parsers on every field so all
+//! failures are reported at once, and `TryFrom` turns them into validated
+//! values. The JSON Schema attributes state the same rules for the OpenAPI
+//! document (a test keeps the two in step).
+
+use schemars::gen::SchemaGenerator;
+use schemars::schema::{InstanceType, Schema, SchemaObject};
+use schemars::JsonSchema;
+use serde::{Deserialize, Deserializer, Serialize};
+use time::OffsetDateTime;
+use validator::{Validate, ValidationError};
+
+use super::{Age, Email, Invalid, Password, Role, Username};
+
+pub(crate) fn valid_username(value: &str) -> Result<(), ValidationError> {
+    Ok(Username::check(value)?)
+}
+
+pub(crate) fn valid_email(value: &str) -> Result<(), ValidationError> {
+    Ok(Email::check(value)?)
+}
+
+pub(crate) fn valid_password(value: &str) -> Result<(), ValidationError> {
+    Ok(Password::check(value)?)
+}
+
+pub(crate) fn valid_age(value: i64) -> Result<(), ValidationError> {
+    Ok(Age::check(value)?)
+}
+
+fn parse_age(age: Option<i64>) -> Result<Option<Age>, Invalid> {
+    age.map(Age::parse).transpose()
+}
+
+/// For PATCH: a field that may be absent, but when present is not null.
+pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(deserializer).map(Some)
+}
+
+/// For PATCH: absent is `None`, `null` is `Some(None)`.
+pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Registration.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct CreateUserRequest {
+    /// 3–50 ASCII letters or digits; unique ignoring case.
+    #[validate(custom(function = "valid_username"))]
+    #[schemars(length(min = 3, max = 50), regex(pattern = r"^[A-Za-z0-9]+$"))]
+    pub username: String,
+    /// A valid address, unique ignoring case; stored lowercased.
+    #[validate(custom(function = "valid_email"))]
+    #[schemars(email, length(max = 254))]
+    pub email: String,
+    /// At least 8 characters and at most 72 bytes, with a digit and an
+    /// uppercase letter.
+    #[validate(custom(function = "valid_password"))]
+    #[schemars(
+        length(min = 8, max = 72),
+        regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
+    )]
+    pub password: String,
+    /// Age in years, 0–150.
+    #[serde(default)]
+    #[validate(custom(function = "valid_age"))]
+    #[schemars(range(min = 0, max = 150))]
+    pub age: Option<i64>,
+}
+
+/// Full replacement of a profile: an omitted `age` becomes null.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ReplaceUserRequest {
+    #[validate(custom(function = "valid_username"))]
+    #[schemars(length(min = 3, max = 50), regex(pattern = r"^[A-Za-z0-9]+$"))]
+    pub username: String,
+    #[validate(custom(function = "valid_email"))]
+    #[schemars(email, length(max = 254))]
+    pub email: String,
+    #[serde(default)]
+    #[validate(custom(function = "valid_age"))]
+    #[schemars(range(min = 0, max = 150))]
+    pub age: Option<i64>,
+}
+
+/// A partial update: only the fields present change; `"age": null` clears
+/// the age. `role`, `is_active` and `password` are for admins.
+#[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct PatchUserRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[validate(custom(function = "valid_username"))]
+    #[schemars(
+        with = "String",
+        length(min = 3, max = 50),
+        regex(pattern = r"^[A-Za-z0-9]+$")
+    )]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[validate(custom(function = "valid_email"))]
+    #[schemars(with = "String", email, length(max = 254))]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(custom(function = "valid_age"))]
+    #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
+    pub age: Option<Option<i64>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "Role")]
+    pub role: Option<Role>,
+    #[serde(default, deserialize_with = "present")]
+    #[schemars(with = "bool")]
+    pub is_active: Option<bool>,
+    #[serde(default, deserialize_with = "present")]
+    #[validate(custom(function = "valid_password"))]
+    #[schemars(
+        with = "String",
+        length(min = 8, max = 72),
+        regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
+    )]
+    pub password: Option<String>,
+}
+
+/// A registration, validated.
+#[derive(Debug)]
+pub struct NewUser {
+    pub username: Username,
+    pub email: Email,
+    pub password: Password,
+    pub age: Option<Age>,
+}
+
+impl TryFrom<CreateUserRequest> for NewUser {
+    type Error = Invalid;
+
+    fn try_from(req: CreateUserRequest) -> Result<Self, Invalid> {
+        Ok(NewUser {
+            username: Username::parse(req.username)?,
+            email: Email::parse(req.email)?,
+            password: Password::parse(req.password)?,
+            age: parse_age(req.age)?,
+        })
+    }
+}
+
+/// Profile changes, validated; `None` leaves a field as it is.
+#[derive(Debug, Default)]
+pub struct UserUpdate {
+    pub username: Option<Username>,
+    pub email: Option<Email>,
+    pub age: Option<Option<Age>>,
+    pub role: Option<Role>,
+    pub is_active: Option<bool>,
+    pub password: Option<Password>,
+}
+
+impl UserUpdate {
+    /// Whether this update touches what only an admin may change.
+    pub fn needs_admin(&self) -> bool {
+        self.role.is_some() || self.is_active.is_some() || self.password.is_some()
+    }
+}
+
+impl TryFrom<ReplaceUserRequest> for UserUpdate {
+    type Error = Invalid;
+
+    fn try_from(req: ReplaceUserRequest) -> Result<Self, Invalid> {
+        Ok(UserUpdate {
+            username: Some(Username::parse(req.username)?),
+            email: Some(Email::parse(req.email)?),
+            age: Some(parse_age(req.age)?),
+            ..UserUpdate::default()
+        })
+    }
+}
+
+impl TryFrom<PatchUserRequest> for UserUpdate {
+    type Error = Invalid;
+
+    fn try_from(req: PatchUserRequest) -> Result<Self, Invalid> {
+        Ok(UserUpdate {
+            username: req.username.map(Username::parse).transpose()?,
+            email: req.email.map(Email::parse).transpose()?,
+            age: req.age.map(parse_age).transpose()?,
+            role: req.role,
+            is_active: req.is_active,
+            password: req.password.map(Password::parse).transpose()?,
+        })
+    }
+}
+
+/// A user as clients see it: never a password or its hash.
+#[derive(Debug, Clone, Serialize, JsonSchema)]
+pub struct UserResponse {
+    pub id: i64,
+    pub username: String,
+    pub email: String,
+    pub age: Option<i32>,
+    pub role: Role,
+    pub is_active: bool,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub created_at: OffsetDateTime,
+    #[serde(with = "time::serde::rfc3339")]
+    #[schemars(schema_with = "date_time_schema")]
+    pub updated_at: OffsetDateTime,
+}
+
+/// An RFC 3339 timestamp in UTC.
+pub fn date_time_schema(_: &mut SchemaGenerator) -> Schema {
+    SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        format: Some("date-time".to_owned()),
+        ..Default::default()
+    }
+    .into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn schema_of<T: JsonSchema>() -> serde_json::Value {
+        serde_json::to_value(schemars::schema_for!(T)).expect("schema")
+    }
+
+    #[test]
+    fn schema_patterns_match_the_domain_rules() {
+        let schema = schema_of::<CreateUserRequest>();
+        let props = &schema["properties"];
+        assert_eq!(props["username"]["pattern"], Username::PATTERN);
+        assert_eq!(props["username"]["minLength"], Username::MIN_CHARS);
+        assert_eq!(props["username"]["maxLength"], Username::MAX_CHARS);
+        assert_eq!(props["password"]["pattern"], Password::PATTERN);
+        assert_eq!(props["password"]["minLength"], Password::MIN_CHARS);
+        assert_eq!(props["password"]["maxLength"], Password::MAX_BYTES);
+        assert_eq!(props["email"]["maxLength"], Email::MAX_CHARS);
+        assert_eq!(props["age"]["minimum"], Age::MIN as f64);
+        assert_eq!(props["age"]["maximum"], Age::MAX as f64);
+        assert_eq!(schema["additionalProperties"], false);
+
+        let patch = schema_of::<PatchUserRequest>();
+        assert_eq!(
+            patch["properties"]["username"]["pattern"],
+            Username::PATTERN
+        );
+        assert_eq!(
+            patch["properties"]["password"]["pattern"],
+            Password::PATTERN
+        );
+        assert!(patch.get("required").is_none(), "PATCH fields are optional");
+    }
+
+    #[test]
+    fn patch_tells_absent_from_null() {
+        let absent: PatchUserRequest = serde_json::from_str("{}").unwrap();
+        assert_eq!(absent.age, None);
+        let null: PatchUserRequest = serde_json::from_str(r#"{"age": null}"#).unwrap();
+        assert_eq!(null.age, Some(None));
+        assert!(serde_json::from_str::<PatchUserRequest>(r#"{"username": null}"#).is_err());
+    }
+
+    #[test]
+    fn every_failing_field_is_reported() {
+        let req = CreateUserRequest {
+            username: "ab".into(),
+            email: "nope".into(),
+            password: "short".into(),
+            age: Some(200),
+        };
+        let errors = req.validate().expect_err("invalid");
+        let mut fields: Vec<_> = errors
+            .field_errors()
+            .keys()
+            .map(|k| k.to_string())
+            .collect();
+        fields.sort();
+        assert_eq!(fields, ["age", "email", "password", "username"]);
+    }
+}

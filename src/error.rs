@@ -1,0 +1,312 @@
+//! One error type for every failure, rendered as API.md's JSON shape.
+//!
+//! Handlers return `Result<_, ApiError>`; guards that fail stash their
+//! `ApiError` in the request's local cache and the catcher renders it, so a
+//! guard's reason reaches the client with the same shape as a handler's.
+
+use std::io::Cursor;
+use std::sync::Mutex;
+
+use rocket::http::{ContentType, Header, Status};
+use rocket::request::Request;
+use rocket::response::{self, Responder, Response};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{MediaType, RefOr, Response as OpenApiResponse, Responses};
+use rocket_okapi::response::OpenApiResponderInner;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::db::DbError;
+use crate::domain::Invalid;
+use crate::fairings::request_id::RequestId;
+
+/// One failed rule of a request: where (`body.username`, `query.limit`,
+/// `path.user_id`), what (a human message), and a stable machine `type`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, JsonSchema)]
+pub struct FieldError {
+    pub field: String,
+    pub message: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+impl FieldError {
+    pub fn new(
+        field: impl Into<String>,
+        kind: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        FieldError {
+            field: field.into(),
+            message: message.into(),
+            kind: kind.into(),
+        }
+    }
+}
+
+/// The body of every error response except validation failures.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ErrorBody {
+    /// A human-readable message.
+    pub detail: String,
+}
+
+/// The body of a 422: every failing rule at once.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct ValidationErrorBody {
+    pub detail: Vec<FieldError>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("validation failed: {0:?}")]
+    Validation(Vec<FieldError>),
+    #[error("{0}")]
+    BadRequest(String),
+    #[error("{0}")]
+    Unauthorized(String),
+    #[error("{0}")]
+    Forbidden(String),
+    #[error("{0}")]
+    NotFound(String),
+    #[error("method not allowed")]
+    MethodNotAllowed { allow: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    PayloadTooLarge(String),
+    #[error("{0}")]
+    UnsupportedMediaType(String),
+    #[error("{0}")]
+    Unavailable(String),
+    /// Any other status, with Rocket's reason phrase as the message.
+    #[error("{0}")]
+    Status(Status),
+    /// A bug or an unexpected failure: logged with its cause, never shown.
+    #[error("internal error: {0}")]
+    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+}
+
+impl ApiError {
+    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
+        ApiError::Internal(cause.into())
+    }
+
+    pub fn validation(
+        field: impl Into<String>,
+        kind: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Self {
+        ApiError::Validation(vec![FieldError::new(field, kind, message)])
+    }
+
+    pub fn user_not_found() -> Self {
+        ApiError::NotFound("User not found".into())
+    }
+
+    pub fn status(&self) -> Status {
+        match self {
+            ApiError::Validation(_) => Status::UnprocessableEntity,
+            ApiError::BadRequest(_) => Status::BadRequest,
+            ApiError::Unauthorized(_) => Status::Unauthorized,
+            ApiError::Forbidden(_) => Status::Forbidden,
+            ApiError::NotFound(_) => Status::NotFound,
+            ApiError::MethodNotAllowed { .. } => Status::MethodNotAllowed,
+            ApiError::Conflict(_) => Status::Conflict,
+            ApiError::PayloadTooLarge(_) => Status::PayloadTooLarge,
+            ApiError::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
+            ApiError::Unavailable(_) => Status::ServiceUnavailable,
+            ApiError::Status(status) => *status,
+            ApiError::Internal(_) => Status::InternalServerError,
+        }
+    }
+
+    /// The human message: opaque for server errors.
+    fn message(&self) -> String {
+        match self {
+            ApiError::Internal(_) => "Internal server error".into(),
+            ApiError::MethodNotAllowed { .. } => "Method not allowed".into(),
+            ApiError::Status(status) => default_message(*status),
+            other => other.to_string(),
+        }
+    }
+
+    fn body(&self) -> String {
+        let json = match self {
+            ApiError::Validation(errors) => serde_json::to_string(&ValidationErrorBody {
+                detail: errors.clone(),
+            }),
+            other => serde_json::to_string(&ErrorBody {
+                detail: other.message(),
+            }),
+        };
+        json.unwrap_or_else(|_| r#"{"detail":"Internal server error"}"#.into())
+    }
+}
+
+fn default_message(status: Status) -> String {
+    match status.code {
+        400 => "Bad request".into(),
+        401 => "Not authenticated".into(),
+        403 => "Not allowed".into(),
+        404 => "Not found".into(),
+        413 => "Request body too large".into(),
+        415 => "Unsupported media type".into(),
+        422 => "Unprocessable request".into(),
+        431 => "Request header fields too large".into(),
+        503 => "Service unavailable".into(),
+        code if code >= 500 => "Internal server error".into(),
+        _ => status.reason_lossy().into(),
+    }
+}
+
+impl From<DbError> for ApiError {
+    fn from(err: DbError) -> Self {
+        match err {
+            DbError::Conflict(conflict) => ApiError::Conflict(conflict.message().into()),
+            DbError::Unavailable(cause) => {
+                log::warn!("database unavailable: {cause}");
+                ApiError::Unavailable("Database unavailable".into())
+            }
+            other => ApiError::Internal(Box::new(other)),
+        }
+    }
+}
+
+/// A domain rule broken after request validation passed: the request is
+/// still the client's fault, so it is a 422 rather than a 500.
+impl From<Invalid> for ApiError {
+    fn from(invalid: Invalid) -> Self {
+        ApiError::validation("body", invalid.kind, invalid.message)
+    }
+}
+
+impl<'r> Responder<'r, 'static> for ApiError {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        let status = self.status();
+        if status.code >= 500 {
+            let id = request.local_cache(RequestId::generate);
+            match &self {
+                ApiError::Internal(cause) => log::error!(
+                    "request {} {} {} failed: {}",
+                    id.as_str(),
+                    request.method(),
+                    request.uri(),
+                    error_chain(cause.as_ref())
+                ),
+                other => log::warn!("request {} answered {status}: {other}", id.as_str()),
+            }
+        }
+        let body = self.body();
+        let mut response = Response::build();
+        response
+            .status(status)
+            .header(ContentType::JSON)
+            .sized_body(body.len(), Cursor::new(body));
+        match self {
+            ApiError::Unauthorized(_) => {
+                response.header(Header::new("WWW-Authenticate", "Bearer"));
+            }
+            ApiError::MethodNotAllowed { allow } => {
+                response.header(Header::new("Allow", allow));
+            }
+            _ => {}
+        }
+        response.ok()
+    }
+}
+
+fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+/// Where a failing guard leaves its error for the catcher.
+#[derive(Default)]
+struct StashedError(Mutex<Option<ApiError>>);
+
+/// Keeps `error` for the catcher and returns the status the guard should fail
+/// with.
+pub fn stash(request: &Request<'_>, error: ApiError) -> Status {
+    let status = error.status();
+    let slot = request.local_cache(StashedError::default);
+    if let Ok(mut slot) = slot.0.lock() {
+        *slot = Some(error);
+    }
+    status
+}
+
+/// Takes the error a guard stashed, if it matches the status being caught.
+pub fn take_stashed(request: &Request<'_>, status: Status) -> Option<ApiError> {
+    let slot = request.local_cache(StashedError::default);
+    let mut slot = slot.0.lock().ok()?;
+    match slot.as_ref() {
+        Some(err) if err.status() == status => slot.take(),
+        _ => None,
+    }
+}
+
+/// Every error status a route can answer, documented once for all routes.
+impl OpenApiResponderInner for ApiError {
+    fn responses(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
+        let error_schema = gen.json_schema::<ErrorBody>();
+        let validation_schema = gen.json_schema::<ValidationErrorBody>();
+        let mut responses = Responses::default();
+        let documented: [(u16, &str); 11] = [
+            (400, "The request is malformed."),
+            (401, "Missing, invalid, expired or revoked credentials."),
+            (403, "Signed in, but not allowed to do this."),
+            (
+                404,
+                "The resource does not exist (or is not visible to you).",
+            ),
+            (
+                409,
+                "The change conflicts with existing data (a taken name, the last admin).",
+            ),
+            (413, "The request body is over the configured limit."),
+            (415, "The request body is not of a supported content type."),
+            (
+                422,
+                "The request failed validation; every failing rule is listed.",
+            ),
+            (429, "Rate limit exceeded; see `Retry-After`."),
+            (
+                500,
+                "An unexpected server error; the body never contains internals.",
+            ),
+            (
+                503,
+                "A dependency (the database) is unavailable; retry later.",
+            ),
+        ];
+        for (code, description) in documented {
+            let schema = if code == 422 {
+                validation_schema.clone()
+            } else {
+                error_schema.clone()
+            };
+            let media = MediaType {
+                schema: Some(schema),
+                ..Default::default()
+            };
+            let response = OpenApiResponse {
+                description: description.to_owned(),
+                content: [("application/json".to_owned(), media)]
+                    .into_iter()
+                    .collect(),
+                ..Default::default()
+            };
+            responses
+                .responses
+                .insert(code.to_string(), RefOr::Object(response));
+        }
+        Ok(responses)
+    }
+}

@@ -1,0 +1,74 @@
+//! Request guards that turn raw input into typed, validated values, and
+//! report every failure in API.md's validation shape.
+
+mod json;
+mod path;
+mod query;
+
+pub use json::ValidJson;
+pub use path::Id;
+pub use query::form_errors;
+pub use query::{Paging, ValidQuery};
+
+use validator::{ValidationErrors, ValidationErrorsKind};
+
+use crate::error::FieldError;
+
+/// Turns `validator`'s report into API.md's list, sorted by field (the
+/// report is a map in random order). Rejected values are never echoed: for a
+/// password that would leak it into logs and proxies.
+pub fn field_errors(location: &str, errors: &ValidationErrors) -> Vec<FieldError> {
+    let mut list = Vec::new();
+    collect(location, errors, &mut list);
+    list.sort_by(|a, b| a.field.cmp(&b.field));
+    list
+}
+
+fn collect(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
+    for (field, kind) in errors.errors() {
+        let path = format!("{prefix}.{field}");
+        match kind {
+            ValidationErrorsKind::Field(list) => {
+                out.extend(list.iter().map(|err| {
+                    let (kind, message) = describe(err);
+                    FieldError::new(path.clone(), kind, message)
+                }));
+            }
+            ValidationErrorsKind::Struct(inner) => collect(&path, inner, out),
+            ValidationErrorsKind::List(items) => {
+                for (index, inner) in items {
+                    collect(&format!("{path}.{index}"), inner, out);
+                }
+            }
+        }
+    }
+}
+
+/// The API's type word and message for one failed rule. Domain parsers set
+/// the code to the type word already; `validator`'s built-in `range` rule is
+/// translated here.
+fn describe(err: &validator::ValidationError) -> (String, String) {
+    let message = err.message.as_ref().map(|m| m.to_string());
+    if err.code == "range" {
+        let value = err.params.get("value").and_then(|v| v.as_f64());
+        let min = err.params.get("min").and_then(|v| v.as_f64());
+        let max = err.params.get("max").and_then(|v| v.as_f64());
+        return match (value, min, max) {
+            (Some(v), Some(min), _) if v < min => (
+                "greater_than_equal".into(),
+                message
+                    .unwrap_or_else(|| format!("Input should be greater than or equal to {min}")),
+            ),
+            (_, _, Some(max)) => (
+                "less_than_equal".into(),
+                message.unwrap_or_else(|| format!("Input should be less than or equal to {max}")),
+            ),
+            _ => (
+                "value_error".into(),
+                message.unwrap_or_else(|| "Value out of range".into()),
+            ),
+        };
+    }
+    let message = message.unwrap_or_else(|| format!("Invalid value ({})", err.code));
+    (err.code.to_string(), message)
+}

@@ -1,0 +1,86 @@
+//! Path parameters, with parse failures reported as `path.<name>`.
+
+use rocket::request::FromParam;
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};
+use rocket_okapi::request::OpenApiFromParam;
+use schemars::schema::{InstanceType, NumberValidation, SchemaObject};
+
+use crate::error::ApiError;
+
+/// A positive id in the path, named `user_id` in errors. Ids stay within
+/// JavaScript's safe integers (2^53 - 1), a bound JSON Schema can state
+/// exactly, unlike `i64::MAX`.
+/// Always matches the route, so that `/users/abc` is a 422 naming the field
+/// rather than a 404.
+pub struct Id(Result<i64, ApiError>);
+
+impl Id {
+    const NAME: &'static str = "user_id";
+    pub const MAX: i64 = (1 << 53) - 1;
+
+    pub fn get(self) -> Result<i64, ApiError> {
+        self.0
+    }
+}
+
+impl<'a> FromParam<'a> for Id {
+    type Error = std::convert::Infallible;
+
+    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
+        let field = format!("path.{}", Self::NAME);
+        Ok(Id(match param.parse::<i64>() {
+            Ok(id) if (1..=Self::MAX).contains(&id) => Ok(id),
+            Ok(id) if id > Self::MAX => Err(ApiError::validation(
+                field,
+                "less_than_equal",
+                format!("Input should be less than or equal to {}", Self::MAX),
+            )),
+            Ok(_) => Err(ApiError::validation(
+                field,
+                "greater_than_equal",
+                "Input should be greater than or equal to 1",
+            )),
+            Err(_) => Err(ApiError::validation(
+                field,
+                "type_error",
+                "Input should be a valid integer",
+            )),
+        }))
+    }
+}
+
+impl<'a> OpenApiFromParam<'a> for Id {
+    fn path_parameter(
+        _gen: &mut OpenApiGenerator,
+        name: String,
+    ) -> rocket_okapi::Result<Parameter> {
+        let schema = SchemaObject {
+            instance_type: Some(InstanceType::Integer.into()),
+            format: Some("int64".to_owned()),
+            number: Some(Box::new(NumberValidation {
+                minimum: Some(1.0),
+                maximum: Some(Self::MAX as f64),
+                ..Default::default()
+            })),
+            ..Default::default()
+        };
+        Ok(Parameter {
+            name,
+            location: "path".to_owned(),
+            description: Some("The user's id.".to_owned()),
+            required: true,
+            deprecated: false,
+            allow_empty_value: false,
+            value: ParameterValue::Schema {
+                style: None,
+                explode: None,
+                allow_reserved: false,
+                schema,
+                example: None,
+                examples: None,
+            },
+            extensions: Object::default(),
+        })
+    }
+}

@@ -1,0 +1,166 @@
+//! Query strings: parsed by Rocket's forms and checked by `validator`,
+//! failures reported as API.md's `query.<name>` validation errors instead of
+//! a bare 422.
+
+use rocket::form::{self, error::ErrorKind, DataField, FromForm, Options, ValueField};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};
+use rocket_okapi::request::OpenApiFromForm;
+use schemars::schema::Schema;
+use schemars::JsonSchema;
+
+use validator::Validate;
+
+use super::field_errors;
+use crate::error::{ApiError, FieldError};
+
+/// A query-string model, with its parse errors kept for the handler:
+/// `query.into_inner()?` yields the value or the 422.
+pub struct ValidQuery<T>(Result<T, ApiError>);
+
+impl<T> ValidQuery<T> {
+    pub fn into_inner(self) -> Result<T, ApiError> {
+        self.0
+    }
+}
+
+#[rocket::async_trait]
+impl<'v, T: FromForm<'v> + Validate> FromForm<'v> for ValidQuery<T> {
+    type Context = T::Context;
+
+    fn init(opts: Options) -> Self::Context {
+        T::init(opts)
+    }
+
+    fn push_value(ctxt: &mut Self::Context, field: ValueField<'v>) {
+        T::push_value(ctxt, field)
+    }
+
+    async fn push_data(ctxt: &mut Self::Context, field: DataField<'v, '_>) {
+        T::push_data(ctxt, field).await
+    }
+
+    fn push_error(ctxt: &mut Self::Context, error: form::Error<'v>) {
+        T::push_error(ctxt, error)
+    }
+
+    fn finalize(ctxt: Self::Context) -> form::Result<'v, Self> {
+        let value = T::finalize(ctxt)
+            .map_err(|errors| ApiError::Validation(form_errors("query", &errors)))
+            .and_then(|value| {
+                value
+                    .validate()
+                    .map_err(|errors| ApiError::Validation(field_errors("query", &errors)))?;
+                Ok(value)
+            });
+        Ok(ValidQuery(value))
+    }
+}
+
+/// Each form error as a field error under `location` (`query`, `body`).
+pub fn form_errors(location: &str, errors: &form::Errors<'_>) -> Vec<FieldError> {
+    let mut list: Vec<FieldError> = errors
+        .iter()
+        .map(|err| {
+            let field = match &err.name {
+                Some(name) => format!("{location}.{name}"),
+                None => location.to_owned(),
+            };
+            let (kind, message) = describe(err);
+            FieldError::new(field, kind, message)
+        })
+        .collect();
+    list.sort_by(|a, b| a.field.cmp(&b.field));
+    list.dedup_by(|a, b| a.field == b.field);
+    list
+}
+
+fn describe(err: &form::Error<'_>) -> (&'static str, String) {
+    match &err.kind {
+        ErrorKind::Missing => ("missing", "Field required".into()),
+        ErrorKind::Int(_) => ("type_error", "Input should be a valid integer".into()),
+        ErrorKind::Bool(_) => ("type_error", "Input should be a valid boolean".into()),
+        ErrorKind::Float(_) => ("type_error", "Input should be a valid number".into()),
+        ErrorKind::Utf8(_) => ("type_error", "Input should be valid UTF-8".into()),
+        ErrorKind::Duplicate => ("value_error", "Field given more than once".into()),
+        ErrorKind::Validation(msg) => ("value_error", msg.to_string()),
+        ErrorKind::InvalidChoice { choices } => (
+            "value_error",
+            format!("Input should be one of: {}", choices.join(", ")),
+        ),
+        _ => ("value_error", err.kind.to_string()),
+    }
+}
+
+/// Paging by offset: `skip` ≥ 0, `limit` 1–100 (default 10).
+#[derive(Debug, Clone, Copy, FromForm, JsonSchema, Validate)]
+pub struct Paging {
+    /// How many items to skip.
+    #[field(default = 0)]
+    #[validate(range(min = 0))]
+    #[schemars(range(min = 0))]
+    #[serde(default = "default_skip")]
+    pub skip: i64,
+    /// How many items to return, 1–100.
+    #[field(default = 10)]
+    #[validate(range(min = 1, max = 100))]
+    #[schemars(range(min = 1, max = 100))]
+    #[serde(default = "default_limit")]
+    pub limit: i64,
+}
+
+#[allow(dead_code)] // read by the JsonSchema derive
+fn default_skip() -> i64 {
+    0
+}
+
+#[allow(dead_code)] // read by the JsonSchema derive
+fn default_limit() -> i64 {
+    10
+}
+
+/// Documents each property of `T` as a query parameter, required only when
+/// `T`'s schema says so.
+impl<'v, T: FromForm<'v> + Validate + JsonSchema> OpenApiFromForm<'v> for ValidQuery<T> {
+    fn form_multi_parameter(
+        gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<Vec<Parameter>> {
+        let schema = gen.json_schema_no_ref::<T>();
+        let Some(object) = schema.object else {
+            return Ok(Vec::new());
+        };
+        Ok(object
+            .properties
+            .into_iter()
+            .map(|(name, property)| {
+                let mut property = match property {
+                    Schema::Object(object) => object,
+                    Schema::Bool(_) => Default::default(),
+                };
+                let description = property
+                    .metadata
+                    .as_mut()
+                    .and_then(|m| m.description.take());
+                Parameter {
+                    required: object.required.contains(&name),
+                    name,
+                    location: "query".to_owned(),
+                    description,
+                    deprecated: false,
+                    allow_empty_value: false,
+                    value: ParameterValue::Schema {
+                        style: None,
+                        explode: None,
+                        allow_reserved: false,
+                        schema: property,
+                        example: None,
+                        examples: None,
+                    },
+                    extensions: Object::default(),
+                }
+            })
+            .collect())
+    }
+}

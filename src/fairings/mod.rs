@@ -1,0 +1,3 @@
+//! Fairings: cross-cutting behaviour around every request.
+
+pub mod request_id;

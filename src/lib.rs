@@ -1,0 +1,103 @@
+//! Roster: a user-management REST service on Rocket.
+//!
+//! [`build_rocket`] is the one place that wires the application; the binary
+//! and the tests both use it.
+
+#[macro_use]
+extern crate rocket;
+
+pub mod admin;
+pub mod auth;
+pub mod config;
+pub mod db;
+pub mod docs;
+pub mod domain;
+pub mod error;
+pub mod extract;
+pub mod fairings;
+pub mod routes;
+
+use rocket::fairing::AdHoc;
+use rocket::figment::Figment;
+use rocket::{Build, Rocket};
+use rocket_db_pools::Database;
+
+use crate::auth::password::PasswordHasher;
+use crate::config::Settings;
+use crate::db::{Db, DbPool};
+use crate::fairings::request_id::RequestIdFairing;
+
+/// Builds the application from a figment (see [`config::figment`]).
+pub fn build_rocket(figment: Figment) -> Rocket<Build> {
+    let settings = docs::settings();
+    let (v1_routes, v1_spec) = routes::v1(&settings);
+    let (health_routes, _) = routes::health(&settings);
+    let rocket = rocket::custom(figment)
+        .attach(AdHoc::try_on_ignite("Settings", load_settings))
+        .attach(Db::init())
+        .attach(AdHoc::try_on_ignite("Database migrations", migrate))
+        .attach(RequestIdFairing)
+        .attach(AdHoc::on_liftoff("Startup line", |rocket| {
+            Box::pin(async move { announce(rocket) })
+        }))
+        .mount("/health", health_routes)
+        .mount("/api/v1", v1_routes)
+        .mount(
+            "/api/v1",
+            vec![docs::json_route(docs::document(
+                v1_spec,
+                "/api/v1",
+                "This is version 1 of the API.",
+            ))],
+        )
+        .register("/", catchers![routes::catchers::json]);
+    docs::mount_pages(rocket, &[("v1", "/api/v1/openapi.json")])
+}
+
+async fn load_settings(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
+    let settings: Settings = match rocket.figment().extract() {
+        Ok(settings) => settings,
+        Err(err) => {
+            error!("invalid configuration: {err}");
+            return Err(rocket);
+        }
+    };
+    if let Err(message) = settings.validate() {
+        error!("invalid configuration: {message}");
+        return Err(rocket);
+    }
+    let hasher = PasswordHasher::new(settings.bcrypt_cost);
+    Ok(rocket.manage(settings).manage(hasher))
+}
+
+async fn migrate(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
+    let Some(db) = Db::fetch(&rocket) else {
+        return Err(rocket);
+    };
+    let pool: &DbPool = db;
+    match pool.migrate().await {
+        Ok(()) => Ok(rocket),
+        Err(err) => {
+            error!("{err}");
+            Err(rocket)
+        }
+    }
+}
+
+/// One line that says where Roster listens and which database it uses
+/// (shown at every log level, never with a password).
+fn announce(rocket: &rocket::Rocket<rocket::Orbit>) {
+    let config = rocket.config();
+    let url: String = rocket
+        .figment()
+        .extract_inner("databases.roster.url")
+        .unwrap_or_default();
+    log::info!(
+        target: "rocket::launch",
+        "Roster {} listening on http://{}:{} using {}",
+        env!("CARGO_PKG_VERSION"),
+        config.address,
+        config.port,
+        DbPool::describe(&url)
+    );
+}

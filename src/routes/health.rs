@@ -1,0 +1,46 @@
+//! `/health`: liveness and readiness for load balancers and orchestrators.
+
+use std::time::Duration;
+
+use rocket::serde::json::Json;
+use rocket::State;
+use rocket_okapi::openapi;
+use schemars::JsonSchema;
+use serde::Serialize;
+
+use crate::db::Db;
+use crate::error::ApiError;
+
+/// How long readiness waits for the database before answering 503.
+const READY_TIMEOUT: Duration = Duration::from_secs(2);
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct HealthStatus {
+    /// `ok` when live, `ready` when the database answers.
+    pub status: &'static str,
+}
+
+/// Liveness: 200 while the process runs.
+#[openapi(tag = "Health")]
+#[get("/live")]
+pub fn live() -> Json<HealthStatus> {
+    Json(HealthStatus { status: "ok" })
+}
+
+/// Readiness: 200 when the database answers, else 503.
+#[openapi(tag = "Health")]
+#[get("/ready")]
+pub async fn ready(db: &State<Db>) -> Result<Json<HealthStatus>, ApiError> {
+    let unavailable = || ApiError::Unavailable("Database unavailable".into());
+    match rocket::tokio::time::timeout(READY_TIMEOUT, db.ping()).await {
+        Ok(Ok(())) => Ok(Json(HealthStatus { status: "ready" })),
+        Ok(Err(err)) => {
+            log::warn!("readiness: {err}");
+            Err(unavailable())
+        }
+        Err(_) => {
+            log::warn!("readiness: the database did not answer within {READY_TIMEOUT:?}");
+            Err(unavailable())
+        }
+    }
+}

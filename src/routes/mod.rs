@@ -1,0 +1,27 @@
+//! The HTTP surface: one module per resource, mounted per API version.
+
+pub mod catchers;
+pub mod health;
+pub mod users;
+
+use rocket::Route;
+use rocket_okapi::okapi::openapi3::OpenApi;
+use rocket_okapi::openapi_get_routes_spec;
+use rocket_okapi::settings::OpenApiSettings;
+
+/// The routes of `/api/v1` and their OpenAPI document.
+pub fn v1(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
+    openapi_get_routes_spec![
+        settings: users::create_user,
+        users::list_users,
+        users::get_user,
+        users::replace_user,
+        users::patch_user,
+        users::delete_user,
+    ]
+}
+
+/// The routes of `/health`.
+pub fn health(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
+    openapi_get_routes_spec![settings: health::live, health::ready]
+}

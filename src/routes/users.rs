@@ -1,0 +1,193 @@
+//! `/api/v1/users`: registration and profiles.
+
+use rocket::response::status::{Created, NoContent};
+use rocket::serde::json::Json;
+use rocket::State;
+use rocket_okapi::openapi;
+
+use crate::auth::password::PasswordHasher;
+use crate::db::users::{self, Changes, UserRecord};
+use crate::db::{now, Db, DbPool};
+use crate::domain::user::{
+    CreateUserRequest, NewUser, PatchUserRequest, ReplaceUserRequest, UserResponse, UserUpdate,
+};
+use crate::domain::{Age, Role};
+use crate::error::ApiError;
+use crate::extract::{Id, Paging, ValidJson, ValidQuery};
+
+impl From<&UserRecord> for UserResponse {
+    fn from(user: &UserRecord) -> Self {
+        UserResponse {
+            id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+            age: user.age,
+            role: user.role,
+            is_active: user.is_active,
+            created_at: user.created_at,
+            updated_at: user.updated_at,
+        }
+    }
+}
+
+/// Register a new user.
+///
+/// Usernames and emails are unique ignoring case (409 when taken). Answers
+/// 201 with the user and its `Location`.
+#[openapi(tag = "Users")]
+#[post("/users", data = "<body>")]
+pub async fn create_user(
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    body: ValidJson<CreateUserRequest>,
+) -> Result<Created<Json<UserResponse>>, ApiError> {
+    let new = NewUser::try_from(body.into_inner())?;
+    // Hash before taking a connection: bcrypt is slow and the pool is small.
+    let password_hash = hasher.hash(&new.password).await?;
+    let mut tx = db.begin().await?;
+    let user = users::insert(
+        tx.conn(),
+        &users::NewUser {
+            username: new.username.as_str(),
+            email: new.email.as_str(),
+            password_hash: &password_hash,
+            age: new.age.map(Age::get),
+            role: Role::User,
+        },
+        now(),
+    )
+    .await?;
+    tx.commit().await?;
+    Ok(Created::new(format!("/api/v1/users/{}", user.id)).body(Json(UserResponse::from(&user))))
+}
+
+/// List active users, ordered by id.
+#[openapi(tag = "Users")]
+#[get("/users?<paging..>")]
+pub async fn list_users(
+    db: &State<Db>,
+    paging: ValidQuery<Paging>,
+) -> Result<Json<Vec<UserResponse>>, ApiError> {
+    let paging = paging.into_inner()?;
+    let mut conn = db.acquire().await?;
+    let page = users::list(conn.conn(), false, paging.skip, paging.limit).await?;
+    Ok(Json(page.iter().map(UserResponse::from).collect()))
+}
+
+/// Get one user.
+#[openapi(tag = "Users")]
+#[get("/users/<user_id>")]
+pub async fn get_user(db: &State<Db>, user_id: Id) -> Result<Json<UserResponse>, ApiError> {
+    let id = user_id.get()?;
+    let mut conn = db.acquire().await?;
+    match users::find(conn.conn(), id).await? {
+        Some(user) if user.is_active => Ok(Json(UserResponse::from(&user))),
+        _ => Err(ApiError::user_not_found()),
+    }
+}
+
+/// Replace a user's profile (an omitted `age` becomes null).
+#[openapi(tag = "Users")]
+#[put("/users/<user_id>", data = "<body>")]
+pub async fn replace_user(
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    user_id: Id,
+    body: ValidJson<ReplaceUserRequest>,
+) -> Result<Json<UserResponse>, ApiError> {
+    let id = user_id.get()?;
+    let update = UserUpdate::try_from(body.into_inner())?;
+    let user = apply_update(db, hasher, id, update).await?;
+    Ok(Json(UserResponse::from(&user)))
+}
+
+/// Change some fields of a user (`"age": null` clears the age).
+#[openapi(tag = "Users")]
+#[patch("/users/<user_id>", data = "<body>")]
+pub async fn patch_user(
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    user_id: Id,
+    body: ValidJson<PatchUserRequest>,
+) -> Result<Json<UserResponse>, ApiError> {
+    let id = user_id.get()?;
+    let update = UserUpdate::try_from(body.into_inner())?;
+    let user = apply_update(db, hasher, id, update).await?;
+    Ok(Json(UserResponse::from(&user)))
+}
+
+/// Delete a user.
+///
+/// The last active admin cannot be deleted (409).
+#[openapi(tag = "Users")]
+#[delete("/users/<user_id>")]
+pub async fn delete_user(db: &State<Db>, user_id: Id) -> Result<NoContent, ApiError> {
+    let id = user_id.get()?;
+    let mut tx = db.begin().await?;
+    let user = users::find(tx.conn(), id)
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    if user.role == Role::Admin && user.is_active {
+        ensure_another_admin(&mut tx, id, "delete").await?;
+    }
+    users::delete(tx.conn(), id).await?;
+    tx.commit().await?;
+    Ok(NoContent)
+}
+
+/// Applies a validated update in one transaction, keeping at least one
+/// active admin.
+pub(crate) async fn apply_update(
+    db: &DbPool,
+    hasher: &PasswordHasher,
+    id: i64,
+    update: UserUpdate,
+) -> Result<UserRecord, ApiError> {
+    let password_hash = match &update.password {
+        Some(password) => Some(hasher.hash(password).await?),
+        None => None,
+    };
+    let changes = Changes {
+        revoke_sessions: password_hash.is_some() || update.is_active == Some(false),
+        username: update.username.map(|u| u.into_inner()),
+        email: update.email.map(|e| e.into_inner()),
+        age: update.age.map(|age| age.map(Age::get)),
+        role: update.role,
+        is_active: update.is_active,
+        password_hash,
+    };
+    let mut tx = db.begin().await?;
+    let current = users::find(tx.conn(), id)
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    if changes.is_empty() {
+        return Ok(current);
+    }
+    let loses_admin = current.role == Role::Admin
+        && current.is_active
+        && (changes.role == Some(Role::User) || changes.is_active == Some(false));
+    if loses_admin {
+        ensure_another_admin(&mut tx, id, "demote or deactivate").await?;
+    }
+    let user = users::update(tx.conn(), id, &changes, now())
+        .await?
+        .ok_or_else(ApiError::user_not_found)?;
+    tx.commit().await?;
+    Ok(user)
+}
+
+/// 409 unless an active admin other than `id` remains.
+async fn ensure_another_admin(
+    tx: &mut crate::db::Tx,
+    id: i64,
+    action: &str,
+) -> Result<(), ApiError> {
+    let admins = users::lock_active_admins(tx.conn()).await?;
+    if admins.iter().any(|&admin| admin != id) {
+        Ok(())
+    } else {
+        Err(ApiError::Conflict(format!(
+            "Cannot {action} the last active admin"
+        )))
+    }
+}

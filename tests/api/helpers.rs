@@ -1,0 +1,264 @@
+//! `TestApp`: the application as shipped (`build_rocket`), on a database of
+//! its own, driven through Rocket's asynchronous local client.
+//!
+//! The backend is SQLite (a file in a temporary directory) unless
+//! `ROSTER_TEST_POSTGRES_URL` names a PostgreSQL server: then each test gets
+//! a fresh database there, dropped when the test ends.
+
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use rocket::figment::Figment;
+use rocket::http::{ContentType, Header, Status};
+use rocket::local::asynchronous::{Client, LocalResponse};
+use serde_json::{json, Value};
+
+pub const POSTGRES_ENV: &str = "ROSTER_TEST_POSTGRES_URL";
+pub const PASSWORD: &str = "Passw0rd1";
+
+pub struct TestApp {
+    pub client: Client,
+    pub figment: Figment,
+    db: TestDb,
+}
+
+enum TestDb {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+/// A response read in full.
+#[derive(Debug)]
+pub struct Reply {
+    pub status: Status,
+    pub headers: Vec<(String, String)>,
+    pub body: Value,
+    pub text: String,
+}
+
+impl Reply {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+
+    /// The `(field, type)` pairs of a validation error.
+    pub fn field_errors(&self) -> Vec<(String, String)> {
+        self.body["detail"]
+            .as_array()
+            .unwrap_or_else(|| panic!("not a validation error: {}", self.text))
+            .iter()
+            .map(|e| {
+                (
+                    e["field"].as_str().unwrap().to_owned(),
+                    e["type"].as_str().unwrap().to_owned(),
+                )
+            })
+            .collect()
+    }
+}
+
+/// The PostgreSQL server the tests run against, when one is given.
+pub fn postgres_url() -> Option<String> {
+    std::env::var(POSTGRES_ENV)
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
+static COUNTER: AtomicUsize = AtomicUsize::new(0);
+
+impl TestApp {
+    pub async fn spawn() -> TestApp {
+        Self::spawn_with(|figment| figment).await
+    }
+
+    pub async fn spawn_with(customize: impl FnOnce(Figment) -> Figment) -> TestApp {
+        let (url, db) = match postgres_url() {
+            Some(admin_url) => {
+                let name = format!(
+                    "roster_test_{}_{}_{}",
+                    std::process::id(),
+                    COUNTER.fetch_add(1, Ordering::Relaxed),
+                    rand_suffix()
+                );
+                create_pg_database(&admin_url, &name).await;
+                (
+                    with_database(&admin_url, &name),
+                    TestDb::Postgres { admin_url, name },
+                )
+            }
+            _ => {
+                let dir = tempfile::tempdir().expect("temp dir");
+                let url = format!(
+                    "sqlite://{}?mode=rwc",
+                    dir.path().join("roster.db").display()
+                );
+                (url, TestDb::Sqlite(dir))
+            }
+        };
+        let figment = customize(
+            roster::config::figment()
+                .merge(("databases.roster.url", url))
+                .merge(("bcrypt_cost", 4))
+                .merge(("log_level", "critical")),
+        );
+        let client = Client::tracked(roster::build_rocket(figment.clone()))
+            .await
+            .expect("the application ignites");
+        TestApp {
+            client,
+            figment,
+            db,
+        }
+    }
+
+    pub async fn request(
+        &self,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = method.parse().expect("method");
+        let mut req = self.client.req(method, path.to_owned());
+        if let Some(body) = body {
+            req = req.header(ContentType::JSON).body(body.to_string());
+        }
+        for (name, value) in headers {
+            req = req.header(Header::new(name.to_string(), value.to_string()));
+        }
+        read(req.dispatch().await).await
+    }
+
+    pub async fn get(&self, path: &str) -> Reply {
+        self.request("GET", path, None, &[]).await
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> Reply {
+        self.request("POST", path, Some(body), &[]).await
+    }
+
+    pub async fn put(&self, path: &str, body: &Value) -> Reply {
+        self.request("PUT", path, Some(body), &[]).await
+    }
+
+    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
+        self.request("PATCH", path, Some(body), &[]).await
+    }
+
+    pub async fn delete(&self, path: &str) -> Reply {
+        self.request("DELETE", path, None, &[]).await
+    }
+
+    /// Sends a raw body with the given content type.
+    pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
+        let mut req = self.client.post(path.to_owned()).body(body);
+        if let Some(ct) = content_type {
+            req = req.header(Header::new("Content-Type", ct.to_owned()));
+        }
+        read(req.dispatch().await).await
+    }
+
+    /// Registers a user and returns it.
+    pub async fn register(&self, username: &str) -> Value {
+        let reply = self
+            .post(
+                "/api/v1/users",
+                &json!({
+                    "username": username,
+                    "email": format!("{}@example.com", username.to_lowercase()),
+                    "password": PASSWORD,
+                }),
+            )
+            .await;
+        assert_eq!(reply.status, Status::Created, "{}", reply.text);
+        reply.body
+    }
+
+    /// Creates an admin the way `roster admin create` does.
+    pub async fn create_admin(&self, username: &str) -> i64 {
+        roster::admin::create_admin(
+            &self.figment,
+            username.to_owned(),
+            format!("{}@example.com", username.to_lowercase()),
+            PASSWORD.to_owned(),
+        )
+        .await
+        .expect("admin created")
+        .id
+    }
+}
+
+pub async fn read(response: LocalResponse<'_>) -> Reply {
+    let status = response.status();
+    let headers = response
+        .headers()
+        .iter()
+        .map(|h| (h.name().to_string(), h.value().to_string()))
+        .collect();
+    let text = response.into_string().await.unwrap_or_default();
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Reply {
+        status,
+        headers,
+        body,
+        text,
+    }
+}
+
+fn rand_suffix() -> String {
+    uuid::Uuid::new_v4().simple().to_string()[..8].to_owned()
+}
+
+/// `url` with its database name replaced.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, format!("?{query}")),
+        None => (url, String::new()),
+    };
+    let authority_end = base.find("://").map_or(0, |i| i + 3);
+    let base = match base[authority_end..].find('/') {
+        Some(slash) => &base[..authority_end + slash],
+        None => base,
+    };
+    format!("{base}/{name}{query}")
+}
+
+async fn create_pg_database(admin_url: &str, name: &str) {
+    use sqlx::Connection;
+    let mut conn = sqlx::PgConnection::connect(admin_url)
+        .await
+        .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin_url} does not answer: {e}"));
+    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+        .execute(&mut conn)
+        .await
+        .expect("create test database");
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        if let TestDb::Postgres { admin_url, name } = &self.db {
+            let (admin_url, name) = (admin_url.clone(), name.clone());
+            // Drop runs inside the test's runtime: use a thread of our own.
+            let dropped = std::thread::spawn(move || {
+                let runtime = rocket::tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .expect("runtime");
+                runtime.block_on(async move {
+                    use sqlx::Connection;
+                    let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
+                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
+                        .execute(&mut conn)
+                        .await
+                        .map(drop)
+                })
+            })
+            .join();
+            if let Ok(Err(err)) = dropped {
+                eprintln!("could not drop test database: {err}");
+            }
+        }
+    }
+}

@@ -1,0 +1,8 @@
+//! Integration tests through Rocket's local client, one module per area.
+//! See `helpers.rs` for how each test gets its own database.
+
+mod binary;
+mod errors;
+mod health;
+mod helpers;
+mod users;

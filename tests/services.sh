@@ -1,0 +1,60 @@
+# Sourced by tests/run and .ci/run: find the services the tests need, or
+# install and start them. Each function is quick when the service already
+# answers. Shared services are only ever started here, never stopped.
+
+say() { printf '[services] %s\n' "$*" >&2; }
+
+apt_install() {
+    say "installing $*"
+    if [ -z "${ROSTER_APT_UPDATED:-}" ]; then
+        DEBIAN_FRONTEND=noninteractive apt-get update -qq >&2
+        export ROSTER_APT_UPDATED=1
+    fi
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
+}
+
+wait_for() { # seconds, command...
+    local seconds=$1; shift
+    for _ in $(seq 1 $((seconds * 5))); do
+        "$@" >/dev/null 2>&1 && return 0
+        sleep 0.2
+    done
+    return 1
+}
+
+# Prints a PostgreSQL URL that accepts connections: $ROSTER_TEST_POSTGRES_URL
+# if given, else the local server on 127.0.0.1:5432 (started, or installed
+# and started, when it does not answer).
+ensure_postgres() {
+    local url=${ROSTER_TEST_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/test}
+    if ! command -v pg_ctlcluster >/dev/null 2>&1; then
+        apt_install postgresql postgresql-contrib
+    fi
+    if ! pg_isready -q -h 127.0.0.1 -p 5432; then
+        say "starting PostgreSQL"
+        pg_ctlcluster --skip-systemctl-redirect "$(ls /etc/postgresql | sort -V | tail -n 1)" main start >&2 || true
+        wait_for 30 pg_isready -q -h 127.0.0.1 -p 5432 || { say "PostgreSQL does not answer"; return 1; }
+    fi
+    if ! psql "$url" -qAtc 'SELECT 1' >/dev/null 2>&1; then
+        # A fresh Debian cluster refuses password-less TCP logins: give the
+        # postgres role a password and use it.
+        say "setting a password for the postgres role"
+        runuser -u postgres -- psql -qc "ALTER ROLE postgres PASSWORD 'postgres'" >&2
+        runuser -u postgres -- psql -qAtc "SELECT 1 FROM pg_database WHERE datname = 'test'" | grep -q 1 \
+            || runuser -u postgres -- createdb test
+        url=postgres://postgres:postgres@127.0.0.1:5432/test
+        psql "$url" -qAtc 'SELECT 1' >/dev/null || { say "cannot log in to PostgreSQL"; return 1; }
+    fi
+    printf '%s\n' "$url"
+}
+
+ensure_redis() {
+    if ! command -v redis-server >/dev/null 2>&1; then
+        apt_install redis-server
+    fi
+    if ! redis-cli -h 127.0.0.1 -p 6379 ping 2>/dev/null | grep -q PONG; then
+        say "starting Redis"
+        redis-server --daemonize yes --bind 127.0.0.1 --port 6379 --save "" >&2
+        wait_for 15 sh -c 'redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG' || { say "Redis does not answer"; return 1; }
+    fi
+}

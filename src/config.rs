@@ -12,17 +12,44 @@ use serde::{Deserialize, Serialize};
 /// The default database: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://roster.db?mode=rwc";
 
+/// The shortest `jwt_secret` accepted: 256 bits, HS256's key size.
+pub const MIN_SECRET_BYTES: usize = 32;
+
 /// Roster's own settings (Rocket's own keys are read by Rocket).
-#[derive(Debug, Clone, Deserialize, Serialize)]
+#[derive(Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// bcrypt work factor for new password hashes (4..=31).
     pub bcrypt_cost: u32,
+    /// The HS256 key for access tokens (its UTF-8 bytes). Required, at least
+    /// 32 bytes, in the release profile; debug makes a random one per start.
+    pub jwt_secret: Option<String>,
+    /// Access-token lifetime in seconds.
+    pub access_token_ttl: u64,
+    /// Refresh-token lifetime in seconds.
+    pub refresh_token_ttl: u64,
 }
 
 impl Default for Settings {
     fn default() -> Self {
-        Settings { bcrypt_cost: 12 }
+        Settings {
+            bcrypt_cost: 12,
+            jwt_secret: None,
+            access_token_ttl: 1800,
+            refresh_token_ttl: 1_209_600,
+        }
+    }
+}
+
+/// Never print the secret.
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("bcrypt_cost", &self.bcrypt_cost)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("access_token_ttl", &self.access_token_ttl)
+            .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .finish()
     }
 }
 
@@ -33,6 +60,39 @@ impl Settings {
             return Err(format!(
                 "bcrypt_cost must be between 4 and 31, got {}",
                 self.bcrypt_cost
+            ));
+        }
+        if let Some(secret) = &self.jwt_secret {
+            if secret.len() < MIN_SECRET_BYTES {
+                return Err(format!(
+                    "jwt_secret must be at least {MIN_SECRET_BYTES} bytes (it has {}); \
+                     generate one with: openssl rand -hex 32",
+                    secret.len()
+                ));
+            }
+        }
+        // Up to ten years: tokens stay well within the timestamp range.
+        const MAX_TTL: u64 = 10 * 365 * 24 * 3600;
+        for (name, ttl) in [
+            ("access_token_ttl", self.access_token_ttl),
+            ("refresh_token_ttl", self.refresh_token_ttl),
+        ] {
+            if !(1..=MAX_TTL).contains(&ttl) {
+                return Err(format!(
+                    "{name} must be between 1 and {MAX_TTL} seconds, got {ttl}"
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The secret the release profile insists on.
+    pub fn require_secret(&self, profile: &str) -> Result<(), String> {
+        if profile == "release" && self.jwt_secret.is_none() {
+            return Err(format!(
+                "the release profile needs a jwt_secret of at least {MIN_SECRET_BYTES} bytes: \
+                 set ROCKET_JWT_SECRET (for example to the output of `openssl rand -hex 32`) \
+                 or jwt_secret in Rocket.toml"
             ));
         }
         Ok(())
@@ -95,7 +155,34 @@ mod tests {
 
     #[test]
     fn out_of_range_bcrypt_cost_is_refused() {
-        let settings = Settings { bcrypt_cost: 3 };
+        let settings = Settings {
+            bcrypt_cost: 3,
+            ..Settings::default()
+        };
         assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn short_secrets_are_refused_and_release_needs_one() {
+        let short = Settings {
+            jwt_secret: Some("x".repeat(31)),
+            ..Settings::default()
+        };
+        assert!(short.validate().unwrap_err().contains("at least 32 bytes"));
+        let none = Settings::default();
+        assert!(none.require_secret("debug").is_ok());
+        assert!(none
+            .require_secret("release")
+            .unwrap_err()
+            .contains("ROCKET_JWT_SECRET"));
+        let good = Settings {
+            jwt_secret: Some("x".repeat(32)),
+            ..Settings::default()
+        };
+        assert!(good.validate().is_ok() && good.require_secret("release").is_ok());
+        assert!(
+            !format!("{good:?}").contains("xxxx"),
+            "Debug hides the secret"
+        );
     }
 }

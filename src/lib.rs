@@ -23,6 +23,7 @@ use rocket::{Build, Rocket};
 use rocket_db_pools::Database;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::tokens::{random_secret, TokenKeys};
 use crate::config::Settings;
 use crate::db::{Db, DbPool};
 use crate::fairings::request_id::RequestIdFairing;
@@ -37,6 +38,7 @@ pub fn build_rocket(figment: Figment) -> Rocket<Build> {
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Database migrations", migrate))
         .attach(RequestIdFairing)
+        .attach(auth::pruner::fairing())
         .attach(AdHoc::on_liftoff("Startup line", |rocket| {
             Box::pin(async move { announce(rocket) })
         }))
@@ -62,12 +64,32 @@ async fn load_settings(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Bu
             return Err(rocket);
         }
     };
-    if let Err(message) = settings.validate() {
+    let profile = rocket.figment().profile().as_str().to_string();
+    if let Err(message) = settings
+        .validate()
+        .and_then(|()| settings.require_secret(&profile))
+    {
         error!("invalid configuration: {message}");
         return Err(rocket);
     }
+    let secret = settings.jwt_secret.clone().unwrap_or_else(|| {
+        warn!(
+            "jwt_secret is not set: using a random secret, so tokens end when the process \
+             does (set ROCKET_JWT_SECRET to keep them)"
+        );
+        random_secret()
+    });
+    let keys = TokenKeys::new(secret.as_bytes(), settings.access_token_ttl);
+    if let Err(message) = keys.self_test() {
+        error!("access tokens do not work: {message}");
+        return Err(rocket);
+    }
     let hasher = PasswordHasher::new(settings.bcrypt_cost);
-    Ok(rocket.manage(settings).manage(hasher))
+    if let Err(err) = hasher.prepare().await {
+        error!("bcrypt does not work: {err}");
+        return Err(rocket);
+    }
+    Ok(rocket.manage(settings).manage(hasher).manage(keys))
 }
 
 async fn migrate(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {

@@ -1,4 +1,8 @@
-//! Who is asking: password hashing (and, with the auth issue, tokens and the
-//! guards that check them).
+//! Who is asking: password hashing, tokens, and the guards that check them.
 
+pub mod guards;
 pub mod password;
+pub mod pruner;
+pub mod tokens;
+
+pub use guards::{AdminUser, AuthUser};

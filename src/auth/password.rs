@@ -4,7 +4,7 @@
 
 use std::sync::Arc;
 
-use rocket::tokio::sync::Semaphore;
+use rocket::tokio::sync::{OnceCell, Semaphore};
 use rocket::tokio::task;
 
 use crate::domain::Password;
@@ -14,6 +14,9 @@ use crate::error::ApiError;
 pub struct PasswordHasher {
     cost: u32,
     permits: Arc<Semaphore>,
+    /// A hash at the configured cost, checked for unknown usernames so that
+    /// a wrong name takes as long as a wrong password.
+    dummy_hash: Arc<OnceCell<String>>,
 }
 
 impl PasswordHasher {
@@ -22,7 +25,27 @@ impl PasswordHasher {
         PasswordHasher {
             cost,
             permits: Arc::new(Semaphore::new(cores)),
+            dummy_hash: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// Computes the dummy hash ahead of the first login (at start).
+    pub async fn prepare(&self) -> Result<(), ApiError> {
+        self.dummy_hash().await.map(drop)
+    }
+
+    async fn dummy_hash(&self) -> Result<&str, ApiError> {
+        let cost = self.cost;
+        self.dummy_hash
+            .get_or_try_init(|| self.run(move || bcrypt::hash("roster-dummy-password-0", cost)))
+            .await
+            .map(String::as_str)
+    }
+
+    /// Spends the time of one verification, for an unknown username.
+    pub async fn verify_dummy(&self, password: &str) -> Result<(), ApiError> {
+        let hash = self.dummy_hash().await?.to_owned();
+        self.verify(password, &hash).await.map(drop)
     }
 
     /// Hashes a validated password (never over bcrypt's 72 bytes, so nothing

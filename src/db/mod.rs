@@ -6,7 +6,9 @@
 //! in SQL both accept, and compiled once per backend by [`on_conn!`]. Modules
 //! below hold the queries of one table each; nothing here knows HTTP.
 
+#[macro_use]
 pub mod users;
+pub mod sessions;
 
 use std::path::Path;
 use std::str::FromStr;

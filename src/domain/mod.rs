@@ -4,6 +4,7 @@
 //! `Username` never checks it again. Nothing here knows HTTP or SQL.
 
 mod age;
+pub mod auth;
 mod email;
 mod password;
 mod role;

@@ -186,6 +186,19 @@ impl TryFrom<ReplaceUserRequest> for UserUpdate {
     }
 }
 
+impl TryFrom<super::auth::PatchMeRequest> for UserUpdate {
+    type Error = Invalid;
+
+    fn try_from(req: super::auth::PatchMeRequest) -> Result<Self, Invalid> {
+        Ok(UserUpdate {
+            username: req.username.map(Username::parse).transpose()?,
+            email: req.email.map(Email::parse).transpose()?,
+            age: req.age.map(parse_age).transpose()?,
+            ..UserUpdate::default()
+        })
+    }
+}
+
 impl TryFrom<PatchUserRequest> for UserUpdate {
     type Error = Invalid;
 

@@ -50,6 +50,26 @@ impl<'r, T: DeserializeOwned + Validated + Send + 'static> FromData<'r> for Vali
     }
 }
 
+/// A JSON body that may be left out entirely (no bytes at all); when
+/// present it is checked exactly like [`ValidJson`].
+#[derive(Debug)]
+pub struct OptionalJson<T>(pub Option<T>);
+
+#[rocket::async_trait]
+impl<'r, T: DeserializeOwned + Validated + Send + 'static> FromData<'r> for OptionalJson<T> {
+    type Error = ();
+
+    async fn from_data(req: &'r Request<'_>, mut data: Data<'r>) -> Outcome<'r, Self> {
+        if data.peek(1).await.is_empty() {
+            return Outcome::Success(OptionalJson(None));
+        }
+        match parse::<T>(req, data).await {
+            Ok(value) => Outcome::Success(OptionalJson(Some(value))),
+            Err(err) => Outcome::Error((stash(req, err), ())),
+        }
+    }
+}
+
 async fn parse<T: DeserializeOwned + Validated>(
     req: &Request<'_>,
     data: Data<'_>,
@@ -59,7 +79,16 @@ async fn parse<T: DeserializeOwned + Validated>(
             "Content-Type must be application/json".into(),
         ));
     }
-    let limit = req.limits().get("json").unwrap_or(1.mebibytes());
+    parse_json_body(req, data).await
+}
+
+/// Reads a body within Rocket's `limits.<name>` (413 past it).
+pub async fn read_limited(
+    req: &Request<'_>,
+    data: Data<'_>,
+    name: &str,
+) -> Result<Vec<u8>, ApiError> {
+    let limit = req.limits().get(name).unwrap_or(1.mebibytes());
     let bytes = data
         .open(limit)
         .into_bytes()
@@ -70,6 +99,15 @@ async fn parse<T: DeserializeOwned + Validated>(
             "Request body is larger than the limit of {limit}"
         )));
     }
+    Ok(bytes.into_inner())
+}
+
+/// Parses and validates a JSON body (the caller has checked its type).
+pub async fn parse_json_body<T: DeserializeOwned + Validated>(
+    req: &Request<'_>,
+    data: Data<'_>,
+) -> Result<T, ApiError> {
+    let bytes = read_limited(req, data, "json").await?;
     let value: T = deserialize(&bytes)?;
     value
         .check()
@@ -206,22 +244,36 @@ fn describe_expected(expected: &str) -> String {
     }
 }
 
+/// A request body of `T` as JSON.
+pub fn json_request_body<T: JsonSchema>(gen: &mut OpenApiGenerator, required: bool) -> RequestBody {
+    let media = MediaType {
+        schema: Some(gen.json_schema::<T>()),
+        ..Default::default()
+    };
+    RequestBody {
+        content: [("application/json".to_owned(), media)]
+            .into_iter()
+            .collect(),
+        required,
+        ..Default::default()
+    }
+}
+
 impl<'r, T> OpenApiFromData<'r> for ValidJson<T>
 where
     T: DeserializeOwned + Validated + JsonSchema + Send + 'static,
 {
     fn request_body(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<RequestBody> {
-        let media = MediaType {
-            schema: Some(gen.json_schema::<T>()),
-            ..Default::default()
-        };
-        Ok(RequestBody {
-            content: [("application/json".to_owned(), media)]
-                .into_iter()
-                .collect(),
-            required: true,
-            ..Default::default()
-        })
+        Ok(json_request_body::<T>(gen, true))
+    }
+}
+
+impl<'r, T> OpenApiFromData<'r> for OptionalJson<T>
+where
+    T: DeserializeOwned + Validated + JsonSchema + Send + 'static,
+{
+    fn request_body(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<RequestBody> {
+        Ok(json_request_body::<T>(gen, false))
     }
 }
 

@@ -5,7 +5,7 @@ mod json;
 mod path;
 mod query;
 
-pub use json::ValidJson;
+pub use json::{json_request_body, parse_json_body, read_limited, OptionalJson, ValidJson};
 pub use path::Id;
 pub use query::form_errors;
 pub use query::{Paging, ValidQuery};
@@ -66,6 +66,29 @@ fn describe(err: &validator::ValidationError) -> (String, String) {
             _ => (
                 "value_error".into(),
                 message.unwrap_or_else(|| "Value out of range".into()),
+            ),
+        };
+    }
+    if err.code == "length" {
+        let chars = err
+            .params
+            .get("value")
+            .and_then(|v| v.as_str())
+            .map(|v| v.chars().count() as f64);
+        let min = err.params.get("min").and_then(|v| v.as_f64());
+        let max = err.params.get("max").and_then(|v| v.as_f64());
+        return match (chars, min, max) {
+            (Some(n), Some(min), _) if n < min => (
+                "string_too_short".into(),
+                message.unwrap_or_else(|| format!("String should have at least {min} characters")),
+            ),
+            (_, _, Some(max)) => (
+                "string_too_long".into(),
+                message.unwrap_or_else(|| format!("String should have at most {max} characters")),
+            ),
+            _ => (
+                "value_error".into(),
+                message.unwrap_or_else(|| "Invalid length".into()),
             ),
         };
     }

@@ -1,7 +1,9 @@
 //! The HTTP surface: one module per resource, mounted per API version.
 
+pub mod auth;
 pub mod catchers;
 pub mod health;
+pub mod me;
 pub mod users;
 
 use rocket::Route;
@@ -12,7 +14,13 @@ use rocket_okapi::settings::OpenApiSettings;
 /// The routes of `/api/v1` and their OpenAPI document.
 pub fn v1(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
     openapi_get_routes_spec![
-        settings: users::create_user,
+        settings: auth::login,
+        auth::refresh,
+        auth::logout,
+        me::get_me,
+        me::patch_me,
+        me::change_password,
+        users::create_user,
         users::list_users,
         users::get_user,
         users::replace_user,

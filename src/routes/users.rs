@@ -6,8 +6,9 @@ use rocket::State;
 use rocket_okapi::openapi;
 
 use crate::auth::password::PasswordHasher;
+use crate::auth::AuthUser;
 use crate::db::users::{self, Changes, UserRecord};
-use crate::db::{now, Db, DbPool};
+use crate::db::{now, sessions, Db, DbPool};
 use crate::domain::user::{
     CreateUserRequest, NewUser, PatchUserRequest, ReplaceUserRequest, UserResponse, UserUpdate,
 };
@@ -66,6 +67,7 @@ pub async fn create_user(
 #[get("/users?<paging..>")]
 pub async fn list_users(
     db: &State<Db>,
+    _auth: AuthUser,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
     let paging = paging.into_inner()?;
@@ -74,55 +76,76 @@ pub async fn list_users(
     Ok(Json(page.iter().map(UserResponse::from).collect()))
 }
 
-/// Get one user.
+/// Get one user. Inactive users are visible to admins only.
 #[openapi(tag = "Users")]
 #[get("/users/<user_id>")]
-pub async fn get_user(db: &State<Db>, user_id: Id) -> Result<Json<UserResponse>, ApiError> {
+pub async fn get_user(
+    db: &State<Db>,
+    auth: AuthUser,
+    user_id: Id,
+) -> Result<Json<UserResponse>, ApiError> {
     let id = user_id.get()?;
     let mut conn = db.acquire().await?;
     match users::find(conn.conn(), id).await? {
-        Some(user) if user.is_active => Ok(Json(UserResponse::from(&user))),
+        Some(user) if user.is_active || auth.is_admin() => Ok(Json(UserResponse::from(&user))),
         _ => Err(ApiError::user_not_found()),
     }
 }
 
-/// Replace a user's profile (an omitted `age` becomes null).
+/// Replace a user's profile (an omitted `age` becomes null): the user
+/// themself or an admin.
 #[openapi(tag = "Users")]
 #[put("/users/<user_id>", data = "<body>")]
 pub async fn replace_user(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    auth: AuthUser,
     user_id: Id,
     body: ValidJson<ReplaceUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
     let id = user_id.get()?;
+    auth.ensure_self_or_admin(id)?;
     let update = UserUpdate::try_from(body.into_inner())?;
     let user = apply_update(db, hasher, id, update).await?;
     Ok(Json(UserResponse::from(&user)))
 }
 
-/// Change some fields of a user (`"age": null` clears the age).
+/// Change some fields of a user (`"age": null` clears the age): the user
+/// themself or an admin; `role`, `is_active` and `password` only an admin.
+/// Deactivating a user or setting their password ends their sessions.
 #[openapi(tag = "Users")]
 #[patch("/users/<user_id>", data = "<body>")]
 pub async fn patch_user(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    auth: AuthUser,
     user_id: Id,
     body: ValidJson<PatchUserRequest>,
 ) -> Result<Json<UserResponse>, ApiError> {
     let id = user_id.get()?;
+    auth.ensure_self_or_admin(id)?;
     let update = UserUpdate::try_from(body.into_inner())?;
+    if update.needs_admin() && !auth.is_admin() {
+        return Err(ApiError::Forbidden(
+            "Only an admin may change role, is_active or password".into(),
+        ));
+    }
     let user = apply_update(db, hasher, id, update).await?;
     Ok(Json(UserResponse::from(&user)))
 }
 
-/// Delete a user.
+/// Delete a user, with their sessions: the user themself or an admin.
 ///
 /// The last active admin cannot be deleted (409).
 #[openapi(tag = "Users")]
 #[delete("/users/<user_id>")]
-pub async fn delete_user(db: &State<Db>, user_id: Id) -> Result<NoContent, ApiError> {
+pub async fn delete_user(
+    db: &State<Db>,
+    auth: AuthUser,
+    user_id: Id,
+) -> Result<NoContent, ApiError> {
     let id = user_id.get()?;
+    auth.ensure_self_or_admin(id)?;
     let mut tx = db.begin().await?;
     let user = users::find(tx.conn(), id)
         .await?
@@ -136,7 +159,7 @@ pub async fn delete_user(db: &State<Db>, user_id: Id) -> Result<NoContent, ApiEr
 }
 
 /// Applies a validated update in one transaction, keeping at least one
-/// active admin.
+/// active admin; a new password or a deactivation ends every session.
 pub(crate) async fn apply_update(
     db: &DbPool,
     hasher: &PasswordHasher,
@@ -169,9 +192,13 @@ pub(crate) async fn apply_update(
     if loses_admin {
         ensure_another_admin(&mut tx, id, "demote or deactivate").await?;
     }
-    let user = users::update(tx.conn(), id, &changes, now())
+    let now = now();
+    let user = users::update(tx.conn(), id, &changes, now)
         .await?
         .ok_or_else(ApiError::user_not_found)?;
+    if changes.revoke_sessions {
+        sessions::revoke_all(tx.conn(), id, now).await?;
+    }
     tx.commit().await?;
     Ok(user)
 }

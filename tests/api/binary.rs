@@ -304,3 +304,101 @@ fn help_explains_serving_and_admin_create() {
         "{help}"
     );
 }
+
+#[test]
+fn the_release_profile_refuses_to_start_without_a_jwt_secret() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("roster.db").display()
+    );
+    let out = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("ROCKET_PROFILE", "release")
+        .env("DATABASE_URL", url)
+        .env("ROCKET_PORT", free_port().to_string())
+        .env_remove("ROCKET_JWT_SECRET")
+        .output()
+        .expect("roster runs");
+    assert!(!out.status.success(), "it must not serve");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        text.contains("jwt_secret") && text.contains("ROCKET_JWT_SECRET"),
+        "{text}"
+    );
+
+    let short = Command::new(BIN)
+        .current_dir(dir.path())
+        .env("ROCKET_PROFILE", "release")
+        .env("ROCKET_JWT_SECRET", "too-short")
+        .env("ROCKET_PORT", free_port().to_string())
+        .output()
+        .expect("roster runs");
+    assert!(!short.status.success());
+    assert!(String::from_utf8_lossy(&short.stdout).contains("at least 32 bytes"));
+}
+
+#[rocket::async_test]
+async fn fifty_concurrent_logins_leave_health_answering_promptly() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("roster.db").display()
+    );
+    let server = Server::start(
+        dir.path(),
+        &[("DATABASE_URL", &url), ("ROCKET_BCRYPT_COST", "10")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let registered = http
+        .post(format!("{}/api/v1/users", server.base))
+        .json(&json!({"username": "alice", "email": "alice@example.com", "password": "Passw0rd1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(registered.status(), 201);
+
+    let started = Instant::now();
+    let logins: Vec<_> = (0..50)
+        .map(|_| {
+            let request = http
+                .post(format!("{}/api/v1/auth/login", server.base))
+                .json(&json!({"username": "alice", "password": "Passw0rd1"}))
+                .send();
+            rocket::tokio::spawn(request)
+        })
+        .collect();
+    rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+    let mut probes = Vec::new();
+    for _ in 0..5 {
+        let sent = Instant::now();
+        let live = http
+            .get(format!("{}/health/live", server.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(live.status(), 200);
+        probes.push(sent.elapsed());
+        rocket::tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut statuses = Vec::new();
+    for login in logins {
+        statuses.push(login.await.unwrap().unwrap().status().as_u16());
+    }
+    let logins_took = started.elapsed();
+    assert!(statuses.iter().all(|s| *s == 200), "{statuses:?}");
+    let slowest = probes.iter().max().unwrap();
+    assert!(
+        logins_took > Duration::from_millis(600),
+        "the logins should have overlapped the probes ({logins_took:?})"
+    );
+    assert!(
+        *slowest < Duration::from_millis(500) && *slowest * 3 < logins_took,
+        "health probes {probes:?} while 50 logins took {logins_took:?}"
+    );
+}

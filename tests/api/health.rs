@@ -23,12 +23,13 @@ async fn liveness_and_readiness_answer_200_with_a_working_database() {
 #[rocket::async_test]
 async fn readiness_is_503_json_while_the_database_is_closed() {
     let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
     let db = roster::db::Db::fetch(app.client.rocket()).expect("database attached");
     db.close_all().await;
     let ready = app.get("/health/ready").await;
     assert_eq!(ready.status, Status::ServiceUnavailable);
     assert_eq!(ready.body, json!({"detail": "Database unavailable"}));
-    let users = app.get("/api/v1/users").await;
+    let users = app.get_as(&alice, "/api/v1/users").await;
     assert_eq!(users.status, Status::ServiceUnavailable);
     assert!(!users.text.contains("pool"), "no internals: {}", users.text);
 }

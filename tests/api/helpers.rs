@@ -14,6 +14,22 @@ use serde_json::{json, Value};
 
 pub const POSTGRES_ENV: &str = "ROSTER_TEST_POSTGRES_URL";
 pub const PASSWORD: &str = "Passw0rd1";
+/// The tests' `jwt_secret`, so that they can forge tokens.
+pub const JWT_SECRET: &str = "test-secret-0123456789abcdef0123456789";
+
+/// A signed-in user.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    pub id: i64,
+    pub token: String,
+    pub refresh: String,
+}
+
+impl TestUser {
+    pub fn bearer(&self) -> String {
+        format!("Bearer {}", self.token)
+    }
+}
 
 pub struct TestApp {
     pub client: Client,
@@ -101,6 +117,7 @@ impl TestApp {
             roster::config::figment()
                 .merge(("databases.roster.url", url))
                 .merge(("bcrypt_cost", 4))
+                .merge(("jwt_secret", JWT_SECRET))
                 .merge(("log_level", "critical")),
         );
         let client = Client::tracked(roster::build_rocket(figment.clone()))
@@ -139,16 +156,80 @@ impl TestApp {
         self.request("POST", path, Some(body), &[]).await
     }
 
-    pub async fn put(&self, path: &str, body: &Value) -> Reply {
-        self.request("PUT", path, Some(body), &[]).await
+    /// A request with `user`'s access token.
+    pub async fn call(
+        &self,
+        user: &TestUser,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+    ) -> Reply {
+        let bearer = user.bearer();
+        self.request(method, path, body, &[("Authorization", &bearer)])
+            .await
     }
 
-    pub async fn patch(&self, path: &str, body: &Value) -> Reply {
-        self.request("PATCH", path, Some(body), &[]).await
+    pub async fn get_as(&self, user: &TestUser, path: &str) -> Reply {
+        self.call(user, "GET", path, None).await
     }
 
-    pub async fn delete(&self, path: &str) -> Reply {
-        self.request("DELETE", path, None, &[]).await
+    pub async fn post_as(&self, user: &TestUser, path: &str, body: &Value) -> Reply {
+        self.call(user, "POST", path, Some(body)).await
+    }
+
+    pub async fn put_as(&self, user: &TestUser, path: &str, body: &Value) -> Reply {
+        self.call(user, "PUT", path, Some(body)).await
+    }
+
+    pub async fn patch_as(&self, user: &TestUser, path: &str, body: &Value) -> Reply {
+        self.call(user, "PATCH", path, Some(body)).await
+    }
+
+    pub async fn delete_as(&self, user: &TestUser, path: &str) -> Reply {
+        self.call(user, "DELETE", path, None).await
+    }
+
+    /// `POST /api/v1/auth/login` with a JSON body.
+    pub async fn login(&self, username: &str, password: &str) -> Reply {
+        self.post(
+            "/api/v1/auth/login",
+            &json!({"username": username, "password": password}),
+        )
+        .await
+    }
+
+    /// Logs `username` in with the test password.
+    pub async fn sign_in(&self, username: &str) -> TestUser {
+        let reply = self.login(username, PASSWORD).await;
+        assert_eq!(reply.status, Status::Ok, "login {username}: {}", reply.text);
+        let me = self
+            .request(
+                "GET",
+                "/api/v1/users/me",
+                None,
+                &[(
+                    "Authorization",
+                    &format!("Bearer {}", reply.body["access_token"].as_str().unwrap()),
+                )],
+            )
+            .await;
+        TestUser {
+            id: me.body["id"].as_i64().expect("id"),
+            token: reply.body["access_token"].as_str().unwrap().to_owned(),
+            refresh: reply.body["refresh_token"].as_str().unwrap().to_owned(),
+        }
+    }
+
+    /// Registers and signs in a user.
+    pub async fn user(&self, username: &str) -> TestUser {
+        self.register(username).await;
+        self.sign_in(username).await
+    }
+
+    /// Creates and signs in an admin.
+    pub async fn admin(&self, username: &str) -> TestUser {
+        self.create_admin(username).await;
+        self.sign_in(username).await
     }
 
     /// Sends a raw body with the given content type.

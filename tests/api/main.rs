@@ -1,6 +1,7 @@
 //! Integration tests through Rocket's local client, one module per area.
 //! See `helpers.rs` for how each test gets its own database.
 
+mod auth;
 mod binary;
 mod errors;
 mod health;

@@ -1,0 +1,161 @@
+//! `AuthUser` and `AdminUser`: the signed-in user, from a bearer access
+//! token checked against its signature, expiry, session and token version.
+
+use rocket::request::{FromRequest, Outcome, Request};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::okapi::openapi3::{
+    Object, SecurityRequirement, SecurityScheme, SecuritySchemeData,
+};
+use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+
+use super::tokens::{TokenError, TokenKeys};
+use crate::db::users::UserRecord;
+use crate::db::{sessions, Db};
+use crate::domain::Role;
+use crate::error::{stash, ApiError};
+
+/// The name of the bearer scheme in the OpenAPI documents.
+pub const BEARER_SCHEME: &str = "bearerAuth";
+
+/// A request made with a valid access token of an active user.
+pub struct AuthUser {
+    pub user: UserRecord,
+    /// The session the token was issued in.
+    pub session_id: String,
+}
+
+impl AuthUser {
+    pub fn id(&self) -> i64 {
+        self.user.id
+    }
+
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+
+    /// 403 unless this is user `id` themself or an admin: a non-admin gets
+    /// the same answer whether or not `id` exists.
+    pub fn ensure_self_or_admin(&self, id: i64) -> Result<(), ApiError> {
+        if self.id() == id || self.is_admin() {
+            Ok(())
+        } else {
+            Err(ApiError::Forbidden(
+                "Not allowed to act on another user".into(),
+            ))
+        }
+    }
+}
+
+/// An `AuthUser` who is an admin (403 otherwise).
+pub struct AdminUser(pub AuthUser);
+
+fn unauthorized(message: &str) -> ApiError {
+    ApiError::Unauthorized(message.to_owned())
+}
+
+async fn authenticate(request: &Request<'_>) -> Result<AuthUser, ApiError> {
+    let header = request
+        .headers()
+        .get_one("Authorization")
+        .ok_or_else(|| unauthorized("Not authenticated"))?;
+    let token = header
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| unauthorized("Authorization must be a Bearer token"))?;
+    let keys = request
+        .rocket()
+        .state::<TokenKeys>()
+        .ok_or_else(|| ApiError::internal("token keys are not managed"))?;
+    let claims = keys.verify(token).map_err(|err| match err {
+        TokenError::Expired => unauthorized("Token has expired"),
+        TokenError::Invalid(_) => unauthorized("Invalid token"),
+    })?;
+    let user_id = claims
+        .user_id()
+        .ok_or_else(|| unauthorized("Invalid token"))?;
+    let db = request
+        .rocket()
+        .state::<Db>()
+        .ok_or_else(|| ApiError::internal("database is not managed"))?;
+    let mut conn = db.acquire().await?;
+    let record = sessions::load_for_token(conn.conn(), user_id, &claims.sid)
+        .await?
+        .ok_or_else(|| unauthorized("Invalid token"))?;
+    if !record.user.is_active {
+        return Err(unauthorized("Account is inactive"));
+    }
+    if !record.session_live || record.user.token_version != claims.ver {
+        return Err(unauthorized("Token has been revoked"));
+    }
+    Ok(AuthUser {
+        user: record.user,
+        session_id: claims.sid,
+    })
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AuthUser {
+    type Error = ();
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
+        match authenticate(request).await {
+            Ok(user) => Outcome::Success(user),
+            Err(err) => Outcome::Error((stash(request, err), ())),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for AdminUser {
+    type Error = ();
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
+        match authenticate(request).await {
+            Ok(user) if user.is_admin() => Outcome::Success(AdminUser(user)),
+            Ok(_) => {
+                let err = ApiError::Forbidden("Admin privileges required".into());
+                Outcome::Error((stash(request, err), ()))
+            }
+            Err(err) => Outcome::Error((stash(request, err), ())),
+        }
+    }
+}
+
+fn bearer_security() -> RequestHeaderInput {
+    let scheme = SecurityScheme {
+        description: Some(
+            "An access token from `POST /api/v1/auth/login`, sent as \
+             `Authorization: Bearer <token>`."
+                .to_owned(),
+        ),
+        data: SecuritySchemeData::Http {
+            scheme: "bearer".to_owned(),
+            bearer_format: Some("JWT".to_owned()),
+        },
+        extensions: Object::default(),
+    };
+    let mut requirement = SecurityRequirement::new();
+    requirement.insert(BEARER_SCHEME.to_owned(), Vec::new());
+    RequestHeaderInput::Security(BEARER_SCHEME.to_owned(), scheme, requirement)
+}
+
+impl<'r> OpenApiFromRequest<'r> for AuthUser {
+    fn from_request_input(
+        _gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<RequestHeaderInput> {
+        Ok(bearer_security())
+    }
+}
+
+impl<'r> OpenApiFromRequest<'r> for AdminUser {
+    fn from_request_input(
+        _gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<RequestHeaderInput> {
+        Ok(bearer_security())
+    }
+}

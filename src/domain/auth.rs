@@ -1,0 +1,104 @@
+//! Sign-in, token and password-change models.
+
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+use validator::Validate;
+
+use super::user::{nullable, present, valid_age, valid_email, valid_password, valid_username};
+
+/// Credentials as JSON. Any strings are accepted here: a wrong name and a
+/// wrong password get the same 401.
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct LoginRequest {
+    #[schemars(length(max = 256))]
+    #[validate(length(max = 256))]
+    pub username: String,
+    #[schemars(length(max = 1024))]
+    #[validate(length(max = 1024))]
+    pub password: String,
+}
+
+/// Credentials as an OAuth2 password-grant form (what Swagger's Authorize
+/// button and OAuth2 clients send). `scope`, `client_id` and
+/// `client_secret` are accepted and ignored.
+#[derive(Debug, FromForm, JsonSchema)]
+pub struct LoginForm {
+    /// Must be `password` when given.
+    pub grant_type: Option<String>,
+    #[schemars(length(max = 256))]
+    pub username: String,
+    #[schemars(length(max = 1024))]
+    pub password: String,
+    pub scope: Option<String>,
+    pub client_id: Option<String>,
+    pub client_secret: Option<String>,
+}
+
+/// A new access token and the refresh token that renews it.
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TokenResponse {
+    /// A JWT (HS256) to send as `Authorization: Bearer <token>`.
+    pub access_token: String,
+    /// Always `bearer`.
+    pub token_type: &'static str,
+    /// Seconds until the access token expires.
+    pub expires_in: u64,
+    /// An opaque token for `POST /api/v1/auth/refresh`; single use.
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct RefreshRequest {
+    #[schemars(length(max = 256))]
+    #[validate(length(max = 256))]
+    pub refresh_token: String,
+}
+
+#[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct LogoutRequest {
+    /// The session to end; by default the one of the access token.
+    #[serde(default)]
+    #[schemars(length(max = 256))]
+    #[validate(length(max = 256))]
+    pub refresh_token: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePasswordRequest {
+    #[schemars(length(max = 1024))]
+    #[validate(length(max = 1024))]
+    pub current_password: String,
+    /// The same rules as at registration.
+    #[validate(custom(function = "valid_password"))]
+    #[schemars(
+        length(min = 8, max = 72),
+        regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
+    )]
+    pub new_password: String,
+}
+
+/// What a user may change of their own profile.
+#[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
+#[serde(deny_unknown_fields)]
+pub struct PatchMeRequest {
+    #[serde(default, deserialize_with = "present")]
+    #[validate(custom(function = "valid_username"))]
+    #[schemars(
+        with = "String",
+        length(min = 3, max = 50),
+        regex(pattern = r"^[A-Za-z0-9]+$")
+    )]
+    pub username: Option<String>,
+    #[serde(default, deserialize_with = "present")]
+    #[validate(custom(function = "valid_email"))]
+    #[schemars(with = "String", email, length(max = 254))]
+    pub email: Option<String>,
+    #[serde(default, deserialize_with = "nullable")]
+    #[validate(custom(function = "valid_age"))]
+    #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
+    pub age: Option<Option<i64>>,
+}

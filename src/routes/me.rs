@@ -1,0 +1,61 @@
+//! `/api/v1/users/me`: the signed-in user's own account.
+
+use rocket::response::status::NoContent;
+use rocket::serde::json::Json;
+use rocket::State;
+use rocket_okapi::openapi;
+
+use super::users::apply_update;
+use crate::auth::password::PasswordHasher;
+use crate::auth::AuthUser;
+use crate::db::Db;
+use crate::domain::auth::{ChangePasswordRequest, PatchMeRequest};
+use crate::domain::user::{UserResponse, UserUpdate};
+use crate::domain::Password;
+use crate::error::ApiError;
+use crate::extract::ValidJson;
+
+/// The signed-in user.
+#[openapi(tag = "Me")]
+#[get("/users/me")]
+pub fn get_me(auth: AuthUser) -> Json<UserResponse> {
+    Json(UserResponse::from(&auth.user))
+}
+
+/// Change one's own username, email or age.
+#[openapi(tag = "Me")]
+#[patch("/users/me", data = "<body>")]
+pub async fn patch_me(
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    auth: AuthUser,
+    body: ValidJson<PatchMeRequest>,
+) -> Result<Json<UserResponse>, ApiError> {
+    let update = UserUpdate::try_from(body.into_inner())?;
+    let user = apply_update(db, hasher, auth.id(), update).await?;
+    Ok(Json(UserResponse::from(&user)))
+}
+
+/// Change one's own password; every session of the user ends.
+#[openapi(tag = "Me")]
+#[put("/users/me/password", data = "<body>")]
+pub async fn change_password(
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    auth: AuthUser,
+    body: ValidJson<ChangePasswordRequest>,
+) -> Result<NoContent, ApiError> {
+    let body = body.into_inner();
+    if !hasher
+        .verify(&body.current_password, &auth.user.password_hash)
+        .await?
+    {
+        return Err(ApiError::Unauthorized("Incorrect password".into()));
+    }
+    let update = UserUpdate {
+        password: Some(Password::parse(body.new_password)?),
+        ..UserUpdate::default()
+    };
+    apply_update(db, hasher, auth.id(), update).await?;
+    Ok(NoContent)
+}

@@ -1,11 +1,22 @@
 //! The OpenAPI documents (one per API version) and the pages that show them.
 
 use rocket::{Build, Rocket, Route};
-use rocket_okapi::handlers::OpenApiHandler;
-use rocket_okapi::okapi::openapi3::{Contact, Info, License, OpenApi, Server};
+use std::sync::Arc;
+
+use rocket::http::Method;
+use rocket::response::content::RawJson;
+use rocket::route::{Handler, Outcome};
+use rocket::{Data, Request};
+use rocket_okapi::okapi::merge::marge_spec_list;
+use rocket_okapi::okapi::openapi3::{
+    Contact, Info, License, OAuthFlows, Object, OpenApi, Operation, PathItem, RefOr,
+    SecurityRequirement, SecurityScheme, SecuritySchemeData,
+};
 use rocket_okapi::rapidoc::{make_rapidoc, GeneralConfig, RapiDocConfig};
 use rocket_okapi::settings::{OpenApiSettings, UrlObject};
 use rocket_okapi::swagger_ui::{make_swagger_ui, SwaggerUIConfig};
+
+use crate::auth::guards::BEARER_SCHEME;
 
 pub const JSON_PATH: &str = "/openapi.json";
 
@@ -16,15 +27,26 @@ pub fn settings() -> OpenApiSettings {
     }
 }
 
-/// Completes a generated document with Roster's info and its base path.
-pub fn document(mut spec: OpenApi, base: &str, version_note: &str) -> OpenApi {
+/// The OAuth2 password-flow scheme that stands beside the bearer scheme, so
+/// Swagger's Authorize button can sign in with a username and password.
+pub const OAUTH2_SCHEME: &str = "oauth2Password";
+
+/// One version's document: the route documents of each mount point merged
+/// under their prefixes (`("/api/v1", spec)`), with Roster's info and the
+/// OAuth2 password flow beside every bearer requirement.
+pub fn document(parts: &[(&str, OpenApi)], version_note: &str) -> OpenApi {
+    // Merging fails only for two routes with one path and method, which the
+    // route tables never have; tests fetch every document.
+    let mut spec = marge_spec_list(parts).expect("route documents merge");
     spec.info = Info {
         title: "Roster".to_owned(),
         version: env!("CARGO_PKG_VERSION").to_owned(),
         description: Some(format!(
-            "User management: registration, profiles and roles. {version_note}\n\n\
-             Every error is JSON: `{{\"detail\": \"...\"}}`, or for validation \
-             failures `{{\"detail\": [{{\"field\", \"message\", \"type\"}}]}}`."
+            "User management: registration, JWT login, profiles and roles. {version_note}\n\n\
+             Sign in with `POST /api/v1/auth/login` and send the access token as \
+             `Authorization: Bearer <token>`. Every error is JSON: \
+             `{{\"detail\": \"...\"}}`, or for validation failures \
+             `{{\"detail\": [{{\"field\", \"message\", \"type\"}}]}}`."
         )),
         contact: Some(Contact {
             name: Some("Roster maintainers".to_owned()),
@@ -38,16 +60,107 @@ pub fn document(mut spec: OpenApi, base: &str, version_note: &str) -> OpenApi {
         }),
         ..Info::default()
     };
-    spec.servers = vec![Server {
-        url: base.to_owned(),
-        ..Server::default()
-    }];
+    // Paths carry their full prefix, so the server is the document's origin.
+    spec.servers = Vec::new();
+    for item in spec.paths.values_mut() {
+        for operation in operations(item) {
+            summarize(operation);
+        }
+    }
+    add_oauth2_password_flow(&mut spec);
     spec
+}
+
+fn operations(item: &mut PathItem) -> impl Iterator<Item = &mut Operation> {
+    [
+        &mut item.get,
+        &mut item.put,
+        &mut item.post,
+        &mut item.delete,
+        &mut item.patch,
+    ]
+    .into_iter()
+    .flatten()
+}
+
+/// The first line of a route's doc comment becomes its summary (what
+/// Swagger UI shows beside the path); empty response descriptions get one.
+fn summarize(operation: &mut Operation) {
+    if operation.summary.is_none() {
+        if let Some(description) = operation.description.take() {
+            let (first, rest) = description
+                .split_once("\n\n")
+                .unwrap_or((description.as_str(), ""));
+            operation.summary = Some(first.trim().to_owned());
+            if !rest.trim().is_empty() {
+                operation.description = Some(rest.trim().to_owned());
+            }
+        }
+    }
+    for response in operation.responses.responses.values_mut() {
+        if let RefOr::Object(response) = response {
+            if response.description.is_empty() {
+                response.description = "Success.".to_owned();
+            }
+        }
+    }
+}
+
+fn add_oauth2_password_flow(spec: &mut OpenApi) {
+    let mut secured = false;
+    for item in spec.paths.values_mut() {
+        for operation in operations(item) {
+            let Some(security) = operation.security.as_mut() else {
+                continue;
+            };
+            if security.iter().any(|r| r.contains_key(BEARER_SCHEME)) {
+                let mut oauth2 = SecurityRequirement::new();
+                oauth2.insert(OAUTH2_SCHEME.to_owned(), Vec::new());
+                security.push(oauth2);
+                secured = true;
+            }
+        }
+    }
+    if !secured {
+        return;
+    }
+    let scheme = SecurityScheme {
+        description: Some(
+            "Username and password, exchanged at the login route for the same bearer token."
+                .to_owned(),
+        ),
+        data: SecuritySchemeData::OAuth2 {
+            flows: OAuthFlows::Password {
+                token_url: "/api/v1/auth/login".to_owned(),
+                refresh_url: None,
+                scopes: Default::default(),
+                extensions: Object::default(),
+            },
+        },
+        extensions: Object::default(),
+    };
+    spec.components
+        .get_or_insert_with(Default::default)
+        .security_schemes
+        .insert(OAUTH2_SCHEME.to_owned(), RefOr::Object(scheme));
 }
 
 /// The route serving `spec` at `JSON_PATH` under its mount point.
 pub fn json_route(spec: OpenApi) -> Route {
-    OpenApiHandler::new(spec).into_route(JSON_PATH)
+    // Serialized once; rocket_okapi's own handler re-serializes on every
+    // request and adds a `servers` entry that would prefix the full paths.
+    let json = serde_json::to_string(&spec).expect("an OpenAPI document serializes");
+    Route::new(Method::Get, JSON_PATH, SpecHandler(Arc::from(json)))
+}
+
+#[derive(Clone)]
+struct SpecHandler(Arc<str>);
+
+#[rocket::async_trait]
+impl Handler for SpecHandler {
+    async fn handle<'r>(&self, req: &'r Request<'_>, _: Data<'r>) -> Outcome<'r> {
+        Outcome::from(req, RawJson(self.0.to_string()))
+    }
 }
 
 /// Swagger UI at `/docs` and RapiDoc at `/rapidoc`, each able to switch

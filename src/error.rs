@@ -242,6 +242,16 @@ pub fn stash(request: &Request<'_>, error: ApiError) -> Status {
     status
 }
 
+/// Takes whatever error was stashed.
+pub fn take_any_stashed(request: &Request<'_>) -> Option<ApiError> {
+    request
+        .local_cache(StashedError::default)
+        .0
+        .lock()
+        .ok()?
+        .take()
+}
+
 /// Takes the error a guard stashed, if it matches the status being caught.
 pub fn take_stashed(request: &Request<'_>, status: Status) -> Option<ApiError> {
     let slot = request.local_cache(StashedError::default);

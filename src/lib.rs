@@ -26,34 +26,48 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::{random_secret, TokenKeys};
 use crate::config::Settings;
 use crate::db::{Db, DbPool};
+use crate::fairings::allow::MethodCheck;
 use crate::fairings::request_id::RequestIdFairing;
 
 /// Builds the application from a figment (see [`config::figment`]).
 pub fn build_rocket(figment: Figment) -> Rocket<Build> {
     let settings = docs::settings();
     let (v1_routes, v1_spec) = routes::v1(&settings);
-    let (health_routes, _) = routes::health(&settings);
+    let (v2_routes, v2_spec) = routes::v2(&settings);
+    let (health_routes, health_spec) = routes::health(&settings);
+    let v1_doc = docs::document(
+        &[("/api/v1", v1_spec), ("/health", health_spec)],
+        "This is version 1 of the API; version 2 lists users with a cursor.",
+    );
+    let v2_doc = docs::document(
+        &[("/api/v2", v2_spec)],
+        "This is version 2 of the API: users listed with a cursor. Sign-in and \
+         everything else is in version 1.",
+    );
     let rocket = rocket::custom(figment)
         .attach(AdHoc::try_on_ignite("Settings", load_settings))
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Database migrations", migrate))
         .attach(RequestIdFairing)
+        .attach(MethodCheck::default())
         .attach(auth::pruner::fairing())
         .attach(AdHoc::on_liftoff("Startup line", |rocket| {
             Box::pin(async move { announce(rocket) })
         }))
         .mount("/health", health_routes)
         .mount("/api/v1", v1_routes)
-        .mount(
-            "/api/v1",
-            vec![docs::json_route(docs::document(
-                v1_spec,
-                "/api/v1",
-                "This is version 1 of the API.",
-            ))],
-        )
+        .mount("/api/v1", vec![docs::json_route(v1_doc)])
+        .mount("/api/v2", v2_routes)
+        .mount("/api/v2", vec![docs::json_route(v2_doc)])
+        .mount("/", fairings::reject::routes())
         .register("/", catchers![routes::catchers::json]);
-    docs::mount_pages(rocket, &[("v1", "/api/v1/openapi.json")])
+    docs::mount_pages(
+        rocket,
+        &[
+            ("v1", "/api/v1/openapi.json"),
+            ("v2", "/api/v2/openapi.json"),
+        ],
+    )
 }
 
 async fn load_settings(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {

@@ -48,6 +48,30 @@ ensure_postgres() {
     printf '%s\n' "$url"
 }
 
+# Debian's Chromium, for the browser test (test tools never download one).
+ensure_chromium() {
+    if ! command -v chromium >/dev/null 2>&1; then
+        apt_install chromium
+    fi
+}
+
+# Prints the Python of a virtualenv outside the clone holding
+# tests/docs/requirements.txt; reinstalled only when that file changes.
+ensure_python_tools() {
+    local venv=${ROSTER_VENV:-/var/tmp/roster-venv}
+    local requirements=tests/docs/requirements.txt
+    local stamp="$venv/.requirements.sha256"
+    local want; want=$(sha256sum "$requirements" | cut -d' ' -f1)
+    if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing the Python test tools into $venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q --upgrade pip >&2
+        "$venv/bin/pip" install -q -r "$requirements" >&2
+        printf '%s\n' "$want" > "$stamp"
+    fi
+    printf '%s\n' "$venv/bin/python"
+}
+
 ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1; then
         apt_install redis-server

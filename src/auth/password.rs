@@ -48,23 +48,26 @@ impl PasswordHasher {
         self.verify(password, &hash).await.map(drop)
     }
 
-    /// Hashes a validated password (never over bcrypt's 72 bytes, so nothing
-    /// is truncated).
+    /// Hashes a validated password. `Password` is at most 72 bytes, all of
+    /// which bcrypt reads (its `non_truncating_*` variants count a NUL
+    /// terminator too and refuse exactly 72), so nothing is lost.
     pub async fn hash(&self, password: &Password) -> Result<String, ApiError> {
         let password = password.expose().to_owned();
         let cost = self.cost;
-        self.run(move || bcrypt::non_truncating_hash(password, cost))
-            .await
+        self.run(move || bcrypt::hash(password, cost)).await
     }
 
-    /// Checks `password` against a stored hash. A malformed hash counts as a
-    /// mismatch (and is logged): the caller answers as for a wrong password.
+    /// Checks `password` against a stored hash. Longer than any password
+    /// Roster accepts, it cannot match (and must not match on its first 72
+    /// bytes). A malformed hash counts as a mismatch (and is logged): the
+    /// caller answers as for a wrong password.
     pub async fn verify(&self, password: &str, hash: &str) -> Result<bool, ApiError> {
+        if password.len() > Password::MAX_BYTES {
+            return Ok(false);
+        }
         let password = password.to_owned();
         let hash = hash.to_owned();
-        let verified = self
-            .run(move || bcrypt::non_truncating_verify(password, &hash))
-            .await;
+        let verified = self.run(move || bcrypt::verify(password, &hash)).await;
         match verified {
             Ok(ok) => Ok(ok),
             Err(ApiError::Internal(cause)) => {

@@ -196,3 +196,115 @@ pub async fn lock_active_admins(conn: Conn<'_>) -> Result<Vec<i64>, DbError> {
     };
     Ok(ids)
 }
+
+/// Active users whose username or email contains `needle` (already
+/// lowercased), as literal text, ordered by username ignoring case, then id.
+pub async fn search(
+    conn: Conn<'_>,
+    needle: &str,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<UserRecord>, DbError> {
+    macro_rules! order {
+        () => {
+            " ORDER BY lower(username), id LIMIT $2 OFFSET $3"
+        };
+    }
+    let rows = match conn {
+        // The trigram index needs three characters; shorter needles scan.
+        Conn::Sqlite(c) if needle.chars().count() >= 3 => {
+            const SQL: &str = concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE is_active AND id IN \
+                 (SELECT rowid FROM users_search WHERE users_search MATCH $1)",
+                order!()
+            );
+            // A quoted FTS5 string is matched literally (`"` doubled).
+            let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
+            sqlx::query_as::<_, UserRecord>(SQL)
+                .bind(phrase)
+                .bind(limit)
+                .bind(skip)
+                .fetch_all(c)
+                .await?
+        }
+        Conn::Sqlite(c) => {
+            const SQL: &str = concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE is_active \
+                 AND (instr(lower(username), $1) > 0 OR instr(email, $1) > 0)",
+                order!()
+            );
+            sqlx::query_as::<_, UserRecord>(SQL)
+                .bind(needle)
+                .bind(limit)
+                .bind(skip)
+                .fetch_all(c)
+                .await?
+        }
+        Conn::Postgres(c) => {
+            const SQL: &str = concat!(
+                "SELECT ",
+                user_columns!(),
+                " FROM users WHERE is_active \
+                 AND (lower(username) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')",
+                order!()
+            );
+            let pattern = format!("%{}%", escape_like(needle));
+            sqlx::query_as::<_, UserRecord>(SQL)
+                .bind(pattern)
+                .bind(limit)
+                .bind(skip)
+                .fetch_all(c)
+                .await?
+        }
+    };
+    Ok(rows)
+}
+
+/// `text` with LIKE's wildcards and escape character made literal.
+fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '\\' | '%' | '_') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
+}
+
+/// Up to `limit` users with ids above `after`, ordered by id: keyset
+/// pagination, whose cost does not grow with depth.
+pub async fn list_after(
+    conn: Conn<'_>,
+    after: i64,
+    include_inactive: bool,
+    limit: i64,
+) -> Result<Vec<UserRecord>, DbError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE id > $1 AND (is_active OR $2) ORDER BY id LIMIT $3"
+    );
+    let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(after)
+        .bind(include_inactive)
+        .bind(limit)
+        .fetch_all(c)
+        .await)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::escape_like;
+
+    #[test]
+    fn like_wildcards_are_escaped() {
+        assert_eq!(escape_like(r"a%b_c\d"), r"a\%b\_c\\d");
+        assert_eq!(escape_like("plain"), "plain");
+    }
+}

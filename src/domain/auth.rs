@@ -85,7 +85,11 @@ pub struct ChangePasswordRequest {
 #[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct PatchMeRequest {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[validate(custom(function = "valid_username"))]
     #[schemars(
         with = "String",
@@ -93,11 +97,19 @@ pub struct PatchMeRequest {
         regex(pattern = r"^[A-Za-z0-9]+$")
     )]
     pub username: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[validate(custom(function = "valid_email"))]
     #[schemars(with = "String", email, length(max = 254))]
     pub email: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[validate(custom(function = "valid_age"))]
     #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
     pub age: Option<Option<i64>>,

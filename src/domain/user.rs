@@ -101,7 +101,11 @@ pub struct ReplaceUserRequest {
 #[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
 #[serde(deny_unknown_fields)]
 pub struct PatchUserRequest {
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[validate(custom(function = "valid_username"))]
     #[schemars(
         with = "String",
@@ -109,21 +113,41 @@ pub struct PatchUserRequest {
         regex(pattern = r"^[A-Za-z0-9]+$")
     )]
     pub username: Option<String>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[validate(custom(function = "valid_email"))]
     #[schemars(with = "String", email, length(max = 254))]
     pub email: Option<String>,
-    #[serde(default, deserialize_with = "nullable")]
+    #[serde(
+        default,
+        deserialize_with = "nullable",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[validate(custom(function = "valid_age"))]
     #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
     pub age: Option<Option<i64>>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(with = "Role")]
     pub role: Option<Role>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[schemars(with = "bool")]
     pub is_active: Option<bool>,
-    #[serde(default, deserialize_with = "present")]
+    #[serde(
+        default,
+        deserialize_with = "present",
+        skip_serializing_if = "Option::is_none"
+    )]
     #[validate(custom(function = "valid_password"))]
     #[schemars(
         with = "String",

@@ -5,6 +5,7 @@ use rocket::http::{Method, Status};
 use rocket::Request;
 
 use crate::error::{take_stashed, ApiError};
+use crate::fairings::allow::allow_header;
 
 /// Renders a guard's stashed error, or a plain `{"detail": ...}` for the
 /// status. A 404 for a path that exists under other methods becomes a 405
@@ -27,27 +28,23 @@ pub fn json(status: Status, request: &Request<'_>) -> ApiError {
 /// the request's own method is not among them.
 fn allowed_methods(request: &Request<'_>) -> Option<String> {
     let path: Vec<&str> = request.uri().path().segments().collect();
-    let mut methods: Vec<Method> = request
+    let matching: Vec<_> = request
         .rocket()
         .routes()
         .filter(|route| path_matches(route.uri.path(), &path))
+        .collect();
+    // A static path (`/users/me`) is not an instance of a dynamic one
+    // (`/users/<user_id>`) beside it.
+    let exact = matching.iter().any(|route| !route.uri.path().contains('<'));
+    let methods: Vec<Method> = matching
+        .iter()
+        .filter(|route| !exact || !route.uri.path().contains('<'))
         .map(|route| route.method)
         .collect();
     if methods.is_empty() || methods.contains(&request.method()) {
         return None;
     }
-    if methods.contains(&Method::Get) {
-        methods.push(Method::Head);
-    }
-    methods.sort_by_key(|m| m.as_str());
-    methods.dedup();
-    Some(
-        methods
-            .iter()
-            .map(|m| m.as_str())
-            .collect::<Vec<_>>()
-            .join(", "),
-    )
+    Some(allow_header(&methods))
 }
 
 /// Whether a route path such as `/api/v1/users/<user_id>` matches the

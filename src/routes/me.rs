@@ -18,8 +18,8 @@ use crate::extract::ValidJson;
 /// The signed-in user.
 #[openapi(tag = "Me")]
 #[get("/users/me")]
-pub fn get_me(auth: AuthUser) -> Json<UserResponse> {
-    Json(UserResponse::from(&auth.user))
+pub fn get_me(auth: AuthUser) -> Result<Json<UserResponse>, ApiError> {
+    Ok(Json(UserResponse::from(&auth.user)))
 }
 
 /// Change one's own username, email or age.

@@ -4,7 +4,9 @@ pub mod auth;
 pub mod catchers;
 pub mod health;
 pub mod me;
+pub mod search;
 pub mod users;
+pub mod v2;
 
 use rocket::Route;
 use rocket_okapi::okapi::openapi3::OpenApi;
@@ -26,7 +28,13 @@ pub fn v1(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
         users::replace_user,
         users::patch_user,
         users::delete_user,
+        search::search_users,
     ]
+}
+
+/// The routes of `/api/v2` and their OpenAPI document.
+pub fn v2(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
+    openapi_get_routes_spec![settings: v2::list_users]
 }
 
 /// The routes of `/health`.

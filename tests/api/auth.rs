@@ -717,3 +717,28 @@ async fn two_concurrent_refreshes_of_one_token_never_both_succeed() {
     assert!(ok <= 1, "{statuses:?}");
     assert!(statuses.contains(&Status::Unauthorized), "{statuses:?}");
 }
+
+#[rocket::async_test]
+async fn a_password_of_exactly_72_bytes_works_and_one_byte_more_never_matches() {
+    let app = TestApp::spawn().await;
+    let password = format!("A1{}", "é".repeat(35)); // 2 + 70 = 72 bytes
+    assert_eq!(password.len(), 72);
+    let reply = app
+        .post(
+            "/api/v1/users",
+            &json!({"username": "alice", "email": "a@example.com", "password": password}),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Created, "{}", reply.text);
+    assert_eq!(app.login("alice", &password).await.status, Status::Ok);
+    let longer = format!("{password}x");
+    assert_eq!(
+        app.login("alice", &longer).await.status,
+        Status::Unauthorized
+    );
+    let shorter = &password[..70];
+    assert_eq!(
+        app.login("alice", shorter).await.status,
+        Status::Unauthorized
+    );
+}

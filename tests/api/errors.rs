@@ -23,6 +23,31 @@ async fn a_known_path_with_an_unknown_method_is_405_with_allow() {
     let users = app.request("DELETE", "/api/v1/users", None, &[]).await;
     assert_eq!(users.status, Status::MethodNotAllowed);
     assert_eq!(users.header("Allow"), Some("GET, HEAD, POST"));
+
+    // Static paths beside a dynamic one (`/users/<user_id>`) are not taken
+    // for an id.
+    let me = app
+        .request("PUT", "/api/v1/users/me", Some(&json!({})), &[])
+        .await;
+    assert_eq!(me.status, Status::MethodNotAllowed, "{}", me.text);
+    assert_eq!(me.header("Allow"), Some("GET, HEAD, PATCH"));
+    let search = app
+        .request("DELETE", "/api/v1/users/search?query=a", None, &[])
+        .await;
+    assert_eq!(search.status, Status::MethodNotAllowed);
+    assert_eq!(search.header("Allow"), Some("GET, HEAD"));
+    let head = app.request("HEAD", "/health/live", None, &[]).await;
+    assert_eq!(head.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn the_internal_rejection_route_is_not_reachable_directly() {
+    let app = TestApp::spawn().await;
+    for method in ["GET", "POST", "DELETE"] {
+        let reply = app.request(method, "/__roster/reject", None, &[]).await;
+        assert_eq!(reply.status, Status::NotFound, "{method}");
+        assert_eq!(reply.body, json!({"detail": "Not found"}));
+    }
 }
 
 #[rocket::async_test]

@@ -3,7 +3,10 @@
 
 mod auth;
 mod binary;
+mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod search;
 mod users;
+mod v2;

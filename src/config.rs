@@ -28,6 +28,54 @@ pub struct Settings {
     pub access_token_ttl: u64,
     /// Refresh-token lifetime in seconds.
     pub refresh_token_ttl: u64,
+    pub rate_limit: RateLimitSettings,
+    /// Addresses or CIDRs of proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    pub cors: CorsSettings,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum RateLimitBackend {
+    /// Counters in this process.
+    Memory,
+    /// Counters in Redis, shared by every instance using the same `redis_url`.
+    Redis,
+}
+
+/// Requests per minute per client address (login also per username tried).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct RateLimitSettings {
+    pub enabled: bool,
+    pub per_minute: u32,
+    pub login_per_minute: u32,
+    pub register_per_minute: u32,
+    pub backend: RateLimitBackend,
+    pub redis_url: String,
+}
+
+impl Default for RateLimitSettings {
+    fn default() -> Self {
+        RateLimitSettings {
+            enabled: true,
+            per_minute: 100,
+            login_per_minute: 10,
+            register_per_minute: 10,
+            backend: RateLimitBackend::Memory,
+            redis_url: "redis://127.0.0.1:6379".to_owned(),
+        }
+    }
+}
+
+/// Cross-origin access for browsers.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct CorsSettings {
+    /// Exact origins (`https://app.example.com`), or `"*"` for any.
+    pub allowed_origins: Vec<String>,
+    /// Let browsers send cookies and credentials: explicit origins only.
+    pub allow_credentials: bool,
 }
 
 impl Default for Settings {
@@ -37,6 +85,9 @@ impl Default for Settings {
             jwt_secret: None,
             access_token_ttl: 1800,
             refresh_token_ttl: 1_209_600,
+            rate_limit: RateLimitSettings::default(),
+            trusted_proxies: Vec::new(),
+            cors: CorsSettings::default(),
         }
     }
 }
@@ -49,6 +100,9 @@ impl std::fmt::Debug for Settings {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("access_token_ttl", &self.access_token_ttl)
             .field("refresh_token_ttl", &self.refresh_token_ttl)
+            .field("rate_limit", &self.rate_limit)
+            .field("trusted_proxies", &self.trusted_proxies)
+            .field("cors", &self.cors)
             .finish()
     }
 }
@@ -82,6 +136,25 @@ impl Settings {
                     "{name} must be between 1 and {MAX_TTL} seconds, got {ttl}"
                 ));
             }
+        }
+        let limits = &self.rate_limit;
+        for (name, value) in [
+            ("rate_limit.per_minute", limits.per_minute),
+            ("rate_limit.login_per_minute", limits.login_per_minute),
+            ("rate_limit.register_per_minute", limits.register_per_minute),
+        ] {
+            if value == 0 {
+                return Err(format!(
+                    "{name} must be at least 1 (set rate_limit.enabled = false to turn limits off)"
+                ));
+            }
+        }
+        if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
+            return Err(
+                "cors: allow_credentials cannot be used with the \"*\" origin; \
+                        list the origins that may send credentials"
+                    .to_owned(),
+            );
         }
         Ok(())
     }

@@ -77,6 +77,8 @@ pub enum ApiError {
     PayloadTooLarge(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
+    #[error("Rate limit exceeded")]
+    TooManyRequests { retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
     /// Any other status, with Rocket's reason phrase as the message.
@@ -115,6 +117,7 @@ impl ApiError {
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::PayloadTooLarge(_) => Status::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
+            ApiError::TooManyRequests { .. } => Status::TooManyRequests,
             ApiError::Unavailable(_) => Status::ServiceUnavailable,
             ApiError::Status(status) => *status,
             ApiError::Internal(_) => Status::InternalServerError,
@@ -209,6 +212,9 @@ impl<'r> Responder<'r, 'static> for ApiError {
             }
             ApiError::MethodNotAllowed { allow } => {
                 response.header(Header::new("Allow", allow));
+            }
+            ApiError::TooManyRequests { retry_after } => {
+                response.header(Header::new("Retry-After", retry_after.to_string()));
             }
             _ => {}
         }

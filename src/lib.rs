@@ -15,6 +15,7 @@ pub mod domain;
 pub mod error;
 pub mod extract;
 pub mod fairings;
+pub mod limits;
 pub mod routes;
 
 use rocket::fairing::AdHoc;
@@ -26,8 +27,13 @@ use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::{random_secret, TokenKeys};
 use crate::config::Settings;
 use crate::db::{Db, DbPool};
+use std::sync::Arc;
+
 use crate::fairings::allow::MethodCheck;
+use crate::fairings::client_ip::TrustedProxies;
+use crate::fairings::rate_limit::RateLimitFairing;
 use crate::fairings::request_id::RequestIdFairing;
+use crate::limits::RateLimiter;
 
 /// Builds the application from a figment (see [`config::figment`]).
 pub fn build_rocket(figment: Figment) -> Rocket<Build> {
@@ -45,11 +51,10 @@ pub fn build_rocket(figment: Figment) -> Rocket<Build> {
          everything else is in version 1.",
     );
     let rocket = rocket::custom(figment)
+        .attach(RequestIdFairing)
         .attach(AdHoc::try_on_ignite("Settings", load_settings))
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Database migrations", migrate))
-        .attach(RequestIdFairing)
-        .attach(MethodCheck::default())
         .attach(auth::pruner::fairing())
         .attach(AdHoc::on_liftoff("Startup line", |rocket| {
             Box::pin(async move { announce(rocket) })
@@ -103,7 +108,48 @@ async fn load_settings(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Bu
         error!("bcrypt does not work: {err}");
         return Err(rocket);
     }
+    let rocket = match request_fairings(&settings) {
+        Ok(fairings) => fairings.attach(rocket),
+        Err(message) => {
+            error!("invalid configuration: {message}");
+            return Err(rocket);
+        }
+    };
     Ok(rocket.manage(settings).manage(hasher).manage(keys))
+}
+
+/// The fairings that shape requests, built from the settings.
+struct RequestFairings {
+    cors: Option<rocket_cors::Cors>,
+    rate_limit: Option<(Arc<RateLimiter>, TrustedProxies)>,
+}
+
+fn request_fairings(settings: &Settings) -> Result<RequestFairings, String> {
+    let cors = fairings::cors::fairing(&settings.cors)?;
+    let proxies = TrustedProxies::parse(&settings.trusted_proxies)?;
+    let rate_limit = if settings.rate_limit.enabled {
+        Some((Arc::new(RateLimiter::new(&settings.rate_limit)?), proxies))
+    } else {
+        None
+    };
+    Ok(RequestFairings { cors, rate_limit })
+}
+
+impl RequestFairings {
+    /// Attaches them in the order they see requests: CORS (preflights,
+    /// refused origins), the method check, rate limits.
+    fn attach(self, mut rocket: Rocket<Build>) -> Rocket<Build> {
+        if let Some(cors) = self.cors {
+            rocket = rocket.attach(cors).attach(fairings::cors::vary_origin());
+        }
+        rocket = rocket.attach(MethodCheck::default());
+        if let Some((limiter, proxies)) = self.rate_limit {
+            rocket = rocket
+                .attach(RateLimitFairing::new(limiter.clone(), proxies))
+                .manage(limiter);
+        }
+        rocket
+    }
 }
 
 async fn migrate(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {

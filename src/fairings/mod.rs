@@ -1,5 +1,8 @@
 //! Fairings: cross-cutting behaviour around every request.
 
 pub mod allow;
+pub mod client_ip;
+pub mod cors;
+pub mod rate_limit;
 pub mod reject;
 pub mod request_id;

@@ -25,6 +25,7 @@ use crate::error::{stash, ApiError};
 use crate::extract::{
     form_errors, parse_json_body, read_limited, OptionalJson, ValidJson, ValidQuery,
 };
+use crate::fairings::rate_limit::RateLimits;
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password";
 
@@ -166,8 +167,10 @@ pub async fn login(
     hasher: &State<PasswordHasher>,
     keys: &State<TokenKeys>,
     settings: &State<Settings>,
+    limits: RateLimits<'_>,
     credentials: Credentials,
 ) -> Result<Json<TokenResponse>, ApiError> {
+    limits.check_username(&credentials.username).await?;
     // The connection goes back to the pool before bcrypt runs.
     let user = {
         let mut conn = db.acquire().await?;

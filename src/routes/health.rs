@@ -10,6 +10,7 @@ use serde::Serialize;
 
 use crate::db::Db;
 use crate::error::ApiError;
+use crate::fairings::rate_limit::RateLimits;
 
 /// How long readiness waits for the database before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -18,22 +19,30 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HealthStatus {
     /// `ok` when live, `ready` when the database answers.
     pub status: &'static str,
+    /// What works in a degraded way (Redis unreachable, say), if anything.
+    pub notes: Vec<String>,
 }
 
 /// Liveness: 200 while the process runs.
 #[openapi(tag = "Health")]
 #[get("/live")]
 pub fn live() -> Json<HealthStatus> {
-    Json(HealthStatus { status: "ok" })
+    Json(HealthStatus {
+        status: "ok",
+        notes: Vec::new(),
+    })
 }
 
 /// Readiness: 200 when the database answers, else 503.
 #[openapi(tag = "Health")]
 #[get("/ready")]
-pub async fn ready(db: &State<Db>) -> Result<Json<HealthStatus>, ApiError> {
+pub async fn ready(db: &State<Db>, limits: RateLimits<'_>) -> Result<Json<HealthStatus>, ApiError> {
     let unavailable = || ApiError::Unavailable("Database unavailable".into());
     match rocket::tokio::time::timeout(READY_TIMEOUT, db.ping()).await {
-        Ok(Ok(())) => Ok(Json(HealthStatus { status: "ready" })),
+        Ok(Ok(())) => Ok(Json(HealthStatus {
+            status: "ready",
+            notes: limits.degraded().into_iter().collect(),
+        })),
         Ok(Err(err)) => {
             log::warn!("readiness: {err}");
             Err(unavailable())

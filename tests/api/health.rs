@@ -11,12 +11,12 @@ async fn liveness_and_readiness_answer_200_with_a_working_database() {
     let live = app.get("/health/live").await;
     assert_eq!(
         (live.status, live.body),
-        (Status::Ok, json!({"status": "ok"}))
+        (Status::Ok, json!({"status": "ok", "notes": []}))
     );
     let ready = app.get("/health/ready").await;
     assert_eq!(
         (ready.status, ready.body),
-        (Status::Ok, json!({"status": "ready"}))
+        (Status::Ok, json!({"status": "ready", "notes": []}))
     );
 }
 

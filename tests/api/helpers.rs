@@ -118,6 +118,11 @@ impl TestApp {
                 .merge(("databases.roster.url", url))
                 .merge(("bcrypt_cost", 4))
                 .merge(("jwt_secret", JWT_SECRET))
+                // Tests of other things must not trip the limits; the limits'
+                // own tests set theirs.
+                .merge(("rate_limit.per_minute", 1_000_000))
+                .merge(("rate_limit.login_per_minute", 1_000_000))
+                .merge(("rate_limit.register_per_minute", 1_000_000))
                 .merge(("log_level", "critical")),
         );
         let client = Client::tracked(roster::build_rocket(figment.clone()))
@@ -137,8 +142,23 @@ impl TestApp {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
+        self.request_from(None, method, path, body, headers).await
+    }
+
+    /// A request from the socket address `remote`.
+    pub async fn request_from(
+        &self,
+        remote: Option<std::net::SocketAddr>,
+        method: &str,
+        path: &str,
+        body: Option<&Value>,
+        headers: &[(&str, &str)],
+    ) -> Reply {
         let method = method.parse().expect("method");
         let mut req = self.client.req(method, path.to_owned());
+        if let Some(remote) = remote {
+            req = req.remote(remote);
+        }
         if let Some(body) = body {
             req = req.header(ContentType::JSON).body(body.to_string());
         }

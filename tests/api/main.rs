@@ -7,6 +7,7 @@ mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod limits;
 mod search;
 mod users;
 mod v2;

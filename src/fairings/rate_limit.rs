@@ -1,0 +1,192 @@
+//! Rate limits on every route under `/api`, with login and registration
+//! policies on top. A refused request is re-routed before routing, so its
+//! handler never runs; every limited response carries `RateLimit-Limit`,
+//! `RateLimit-Remaining` and `RateLimit-Reset` for the limit nearest
+//! exhaustion.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::http::{Header, Method};
+use rocket::request::{FromRequest, Outcome};
+use rocket::{Data, Orbit, Request, Response, Rocket};
+use rocket_okapi::gen::OpenApiGenerator;
+use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
+
+use super::client_ip::TrustedProxies;
+use super::reject::reject;
+use crate::error::ApiError;
+use crate::limits::{Decision, Policy, RateLimiter};
+
+pub const LOGIN_PATH: &str = "/api/v1/auth/login";
+pub const REGISTER_PATH: &str = "/api/v1/users";
+const PURGE_EVERY: Duration = Duration::from_secs(60);
+
+pub struct RateLimitFairing {
+    limiter: Arc<RateLimiter>,
+    proxies: TrustedProxies,
+}
+
+impl RateLimitFairing {
+    pub fn new(limiter: Arc<RateLimiter>, proxies: TrustedProxies) -> Self {
+        RateLimitFairing { limiter, proxies }
+    }
+}
+
+/// The decisions made for one request.
+#[derive(Default)]
+struct Decisions(Mutex<Vec<Decision>>);
+
+impl Decisions {
+    fn push(&self, decision: Decision) {
+        if let Ok(mut list) = self.0.lock() {
+            list.push(decision);
+        }
+    }
+
+    /// The refusal with the longest wait, else the limit nearest exhaustion.
+    fn headline(&self) -> Option<Decision> {
+        let list = self.0.lock().ok()?;
+        list.iter()
+            .filter(|d| !d.allowed())
+            .max_by_key(|d| d.retry_after)
+            .or_else(|| {
+                list.iter()
+                    .min_by_key(|d| (d.remaining, u64::MAX - d.reset))
+            })
+            .copied()
+    }
+}
+
+fn too_many(decision: &Decision) -> ApiError {
+    ApiError::TooManyRequests {
+        retry_after: decision.retry_after.unwrap_or(1),
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for RateLimitFairing {
+    fn info(&self) -> Info {
+        Info {
+            name: "Rate limits",
+            kind: Kind::Liftoff | Kind::Request | Kind::Response,
+        }
+    }
+
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        let limiter = self.limiter.clone();
+        let mut shutdown = rocket.shutdown();
+        rocket::tokio::spawn(async move {
+            let mut ticks = rocket::tokio::time::interval(PURGE_EVERY);
+            loop {
+                rocket::tokio::select! {
+                    _ = ticks.tick() => limiter.purge(),
+                    _ = &mut shutdown => break,
+                }
+            }
+        });
+    }
+
+    async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
+        let path = request.uri().path();
+        if !path.starts_with("/api/") || request.method() == Method::Options {
+            return;
+        }
+        let client = self
+            .proxies
+            .client_ip(request)
+            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+        let mut policies = vec![Policy::General];
+        if request.method() == Method::Post {
+            if path == LOGIN_PATH {
+                policies.push(Policy::Login);
+            } else if path == REGISTER_PATH {
+                policies.push(Policy::Register);
+            }
+        }
+        let decisions = request.local_cache(Decisions::default);
+        for policy in policies {
+            if let Some(decision) = self.limiter.check(policy, &client).await {
+                decisions.push(decision);
+            }
+        }
+        if let Some(refused) = decisions.headline().filter(|d| !d.allowed()) {
+            reject(request, too_many(&refused));
+        }
+    }
+
+    async fn on_response<'r>(&self, request: &'r Request<'_>, response: &mut Response<'r>) {
+        let Some(decision) = request.local_cache(Decisions::default).headline() else {
+            return;
+        };
+        response.set_header(Header::new("RateLimit-Limit", decision.limit.to_string()));
+        response.set_header(Header::new(
+            "RateLimit-Remaining",
+            decision.remaining.to_string(),
+        ));
+        response.set_header(Header::new("RateLimit-Reset", decision.reset.to_string()));
+        if let Some(wait) = decision.retry_after {
+            response.set_header(Header::new("Retry-After", wait.to_string()));
+        }
+    }
+}
+
+/// The rate limiter from a handler: the per-username login limit, checked by
+/// the login handler once it has read the username (a fairing cannot read
+/// the body), before any password work, so one account cannot be
+/// brute-forced from many addresses; and the limiter's health.
+pub struct RateLimits<'r> {
+    limiter: Option<&'r RateLimiter>,
+    decisions: &'r Decisions,
+}
+
+impl RateLimits<'_> {
+    /// Why limits are not being enforced right now, if they are not.
+    pub fn degraded(&self) -> Option<String> {
+        self.limiter.and_then(RateLimiter::degraded)
+    }
+
+    pub async fn check_username(&self, username: &str) -> Result<(), ApiError> {
+        let Some(limiter) = self.limiter else {
+            return Ok(());
+        };
+        let key = username.to_lowercase();
+        match limiter.check(Policy::LoginUsername, &key).await {
+            Some(decision) => {
+                self.decisions.push(decision);
+                if decision.allowed() {
+                    Ok(())
+                } else {
+                    Err(too_many(&decision))
+                }
+            }
+            None => Ok(()),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl<'r> FromRequest<'r> for RateLimits<'r> {
+    type Error = std::convert::Infallible;
+
+    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, Self::Error> {
+        Outcome::Success(RateLimits {
+            limiter: request
+                .rocket()
+                .state::<Arc<RateLimiter>>()
+                .map(|l| l.as_ref()),
+            decisions: request.local_cache(Decisions::default),
+        })
+    }
+}
+
+impl<'r> OpenApiFromRequest<'r> for RateLimits<'r> {
+    fn from_request_input(
+        _gen: &mut OpenApiGenerator,
+        _name: String,
+        _required: bool,
+    ) -> rocket_okapi::Result<RequestHeaderInput> {
+        Ok(RequestHeaderInput::None)
+    }
+}

@@ -1,0 +1,490 @@
+//! Rate limits, CORS and body limits (the fairings).
+
+use std::net::SocketAddr;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rocket::figment::Figment;
+use rocket::http::Status;
+use serde_json::json;
+
+use crate::helpers::{Reply, TestApp, PASSWORD};
+
+/// A client address of this test's own, so that tests sharing one Redis do
+/// not share budgets.
+fn client() -> SocketAddr {
+    let n = uuid::Uuid::new_v4().as_u128();
+    SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40000))
+}
+
+fn limits(per_minute: u32, login: u32, register: u32) -> impl FnOnce(Figment) -> Figment {
+    move |f| {
+        f.merge(("rate_limit.per_minute", per_minute))
+            .merge(("rate_limit.login_per_minute", login))
+            .merge(("rate_limit.register_per_minute", register))
+    }
+}
+
+async fn get_from(app: &TestApp, from: SocketAddr, path: &str, headers: &[(&str, &str)]) -> Reply {
+    app.request_from(Some(from), "GET", path, None, headers)
+        .await
+}
+
+fn header_u64(reply: &Reply, name: &str) -> u64 {
+    reply
+        .header(name)
+        .unwrap_or_else(|| panic!("no {name} in {:?}", reply.headers))
+        .parse()
+        .unwrap()
+}
+
+#[rocket::async_test]
+async fn limited_responses_carry_the_headers_and_the_429_says_when_to_retry() {
+    let app = TestApp::spawn_with(limits(3, 100, 100)).await;
+    let from = client();
+    let mut remaining = Vec::new();
+    for _ in 0..3 {
+        let reply = get_from(&app, from, "/api/v1/users", &[]).await;
+        assert_eq!(
+            reply.status,
+            Status::Unauthorized,
+            "limited routes still answer normally"
+        );
+        assert_eq!(header_u64(&reply, "RateLimit-Limit"), 3);
+        assert!(header_u64(&reply, "RateLimit-Reset") <= 60);
+        remaining.push(header_u64(&reply, "RateLimit-Remaining"));
+    }
+    assert_eq!(remaining, [2, 1, 0]);
+    let refused = get_from(&app, from, "/api/v1/users", &[]).await;
+    assert_eq!(refused.status, Status::TooManyRequests);
+    assert_eq!(refused.body, json!({"detail": "Rate limit exceeded"}));
+    let retry = header_u64(&refused, "Retry-After");
+    assert!(
+        (1..=20).contains(&retry),
+        "one request back every 20 s: {retry}"
+    );
+    assert_eq!(header_u64(&refused, "RateLimit-Remaining"), 0);
+    // Another client has its own budget; health is not limited.
+    assert_eq!(
+        get_from(&app, client(), "/api/v1/users", &[]).await.status,
+        Status::Unauthorized
+    );
+    let health = get_from(&app, from, "/health/live", &[]).await;
+    assert_eq!(health.status, Status::Ok);
+    assert!(health.header("RateLimit-Limit").is_none());
+}
+
+#[rocket::async_test]
+async fn a_throttled_registration_creates_nothing() {
+    let app = TestApp::spawn_with(limits(100, 100, 2)).await;
+    let from = client();
+    for (i, expected) in [Status::Created, Status::Created, Status::TooManyRequests]
+        .into_iter()
+        .enumerate()
+    {
+        let body = json!({"username": format!("user{i}"), "email": format!("u{i}@example.com"), "password": PASSWORD});
+        let reply = app
+            .request_from(Some(from), "POST", "/api/v1/users", Some(&body), &[])
+            .await;
+        assert_eq!(reply.status, expected, "{}", reply.text);
+        if expected == Status::Created {
+            assert_eq!(
+                header_u64(&reply, "RateLimit-Limit"),
+                2,
+                "the stricter policy is nearest exhaustion"
+            );
+        }
+    }
+    assert_eq!(
+        app.login("user2", PASSWORD).await.status,
+        Status::Unauthorized,
+        "user2 was never created"
+    );
+    assert_eq!(app.login("user1", PASSWORD).await.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn forwarding_headers_from_an_untrusted_peer_are_ignored() {
+    let app = TestApp::spawn_with(limits(2, 100, 100)).await;
+    let from = client();
+    let spoofs = [
+        [("X-Forwarded-For", "1.1.1.1"), ("X-Real-IP", "1.1.1.1")],
+        [("X-Forwarded-For", "2.2.2.2"), ("X-Real-IP", "2.2.2.2")],
+        [("X-Forwarded-For", "3.3.3.3"), ("X-Real-IP", "3.3.3.3")],
+    ];
+    let statuses: Vec<Status> = futures::future::join_all(
+        spoofs
+            .iter()
+            .map(|headers| get_from(&app, from, "/api/v1/users", headers)),
+    )
+    .await
+    .iter()
+    .map(|r| r.status)
+    .collect();
+    assert_eq!(
+        statuses
+            .iter()
+            .filter(|s| **s == Status::TooManyRequests)
+            .count(),
+        1,
+        "{statuses:?}"
+    );
+}
+
+#[rocket::async_test]
+async fn a_trusted_proxy_is_believed_for_the_right_most_untrusted_hop() {
+    let app = TestApp::spawn_with(|f| {
+        limits(1, 100, 100)(f).merge(("trusted_proxies", vec!["10.0.0.0/8", "192.168.0.1"]))
+    })
+    .await;
+    let proxy = SocketAddr::from(([10, 9, 9, 9], 5000));
+    let first = get_from(
+        &app,
+        proxy,
+        "/api/v1/users",
+        &[("X-Forwarded-For", "203.0.113.7")],
+    )
+    .await;
+    assert_eq!(first.status, Status::Unauthorized);
+    // Another client behind the same proxy has its own budget.
+    let other = get_from(
+        &app,
+        proxy,
+        "/api/v1/users",
+        &[("X-Forwarded-For", "203.0.113.8")],
+    )
+    .await;
+    assert_eq!(other.status, Status::Unauthorized);
+    // The client cannot dodge its budget by prepending an address: the
+    // right-most untrusted hop counts (the second proxy is trusted too).
+    let spoofed = get_from(
+        &app,
+        proxy,
+        "/api/v1/users",
+        &[("X-Forwarded-For", "198.51.100.1, 203.0.113.7, 192.168.0.1")],
+    )
+    .await;
+    assert_eq!(spoofed.status, Status::TooManyRequests);
+}
+
+#[rocket::async_test]
+async fn login_is_limited_per_username_across_addresses() {
+    let app = TestApp::spawn_with(limits(100, 3, 100)).await;
+    app.register("victim").await;
+    let mut statuses = Vec::new();
+    for _ in 0..4 {
+        let body = json!({"username": "VICTIM", "password": "Wrong-passw0rd"});
+        let reply = app
+            .request_from(
+                Some(client()),
+                "POST",
+                "/api/v1/auth/login",
+                Some(&body),
+                &[],
+            )
+            .await;
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses[..3], [Status::Unauthorized; 3]);
+    assert_eq!(
+        statuses[3],
+        Status::TooManyRequests,
+        "a fourth address, the same account"
+    );
+    // Another account is not affected.
+    app.register("bystander").await;
+    let body = json!({"username": "bystander", "password": PASSWORD});
+    let reply = app
+        .request_from(
+            Some(client()),
+            "POST",
+            "/api/v1/auth/login",
+            Some(&body),
+            &[],
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn login_from_one_address_has_its_own_stricter_limit() {
+    let app = TestApp::spawn_with(limits(100, 2, 100)).await;
+    let from = client();
+    let mut statuses = Vec::new();
+    for i in 0..3 {
+        let body = json!({"username": format!("nobody{i}"), "password": "x"});
+        statuses.push(
+            app.request_from(Some(from), "POST", "/api/v1/auth/login", Some(&body), &[])
+                .await
+                .status,
+        );
+    }
+    assert_eq!(
+        statuses,
+        [
+            Status::Unauthorized,
+            Status::Unauthorized,
+            Status::TooManyRequests
+        ]
+    );
+}
+
+/// A Redis server of this test's own, on a free port.
+struct PrivateRedis {
+    child: Child,
+    port: u16,
+}
+
+impl PrivateRedis {
+    fn start() -> PrivateRedis {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("redis-server")
+            .args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(Stdio::null())
+            .spawn()
+            .expect("redis-server is installed (tests/run installs it)");
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+            assert!(Instant::now() < deadline, "redis-server did not start");
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        PrivateRedis { child, port }
+    }
+
+    fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    fn stop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.stop();
+    }
+}
+
+fn redis_limits(url: String, per_minute: u32) -> impl FnOnce(Figment) -> Figment {
+    move |f| {
+        limits(per_minute, 100, 100)(f)
+            .merge(("rate_limit.backend", "redis"))
+            .merge(("rate_limit.redis_url", url))
+    }
+}
+
+#[rocket::async_test]
+async fn two_instances_on_one_redis_share_a_clients_budget() {
+    // The shared Redis that CI checks; keys are per test (random client).
+    let url = "redis://127.0.0.1:6379".to_owned();
+    let first = TestApp::spawn_with(redis_limits(url.clone(), 4)).await;
+    let second = TestApp::spawn_with(redis_limits(url, 4)).await;
+    let from = client();
+    let mut statuses = Vec::new();
+    for i in 0..6 {
+        let app = if i % 2 == 0 { &first } else { &second };
+        statuses.push(get_from(app, from, "/api/v1/users", &[]).await.status);
+    }
+    assert_eq!(statuses[..4], [Status::Unauthorized; 4], "{statuses:?}");
+    assert_eq!(statuses[4..], [Status::TooManyRequests; 2], "{statuses:?}");
+    let refused = get_from(&first, from, "/api/v1/users", &[]).await;
+    assert!(header_u64(&refused, "Retry-After") >= 1);
+}
+
+#[rocket::async_test]
+async fn with_redis_gone_requests_are_still_served_and_readiness_says_so() {
+    let mut redis = PrivateRedis::start();
+    let app = TestApp::spawn_with(redis_limits(redis.url(), 2)).await;
+    let from = client();
+    assert_eq!(
+        get_from(&app, from, "/api/v1/users", &[]).await.status,
+        Status::Unauthorized
+    );
+    redis.stop();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let reply = get_from(&app, from, "/api/v1/users", &[]).await;
+        assert_eq!(
+            reply.status,
+            Status::Unauthorized,
+            "served (fail open): {}",
+            reply.text
+        );
+        assert!(started.elapsed() < Duration::from_secs(2));
+    }
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.status, Status::Ok);
+    let notes = ready.body["notes"].as_array().expect("a readiness note");
+    assert!(
+        notes[0].as_str().unwrap().contains("not enforced"),
+        "{notes:?}"
+    );
+}
+
+#[rocket::async_test]
+async fn rate_limits_can_be_switched_off() {
+    let app =
+        TestApp::spawn_with(|f| limits(1, 1, 1)(f).merge(("rate_limit.enabled", false))).await;
+    let from = client();
+    for _ in 0..3 {
+        let reply = get_from(&app, from, "/api/v1/users", &[]).await;
+        assert_eq!(reply.status, Status::Unauthorized);
+        assert!(reply.header("RateLimit-Limit").is_none());
+    }
+}
+
+fn cors(origins: &[&str], credentials: bool) -> impl FnOnce(Figment) -> Figment {
+    let origins: Vec<String> = origins.iter().map(|s| s.to_string()).collect();
+    move |f| {
+        f.merge(("cors.allowed_origins", origins))
+            .merge(("cors.allow_credentials", credentials))
+    }
+}
+
+#[rocket::async_test]
+async fn only_configured_origins_get_cors_headers_and_preflights() {
+    let app = TestApp::spawn_with(cors(&["https://app.example.com"], true)).await;
+    let allowed = app
+        .request(
+            "GET",
+            "/health/live",
+            None,
+            &[("Origin", "https://app.example.com")],
+        )
+        .await;
+    assert_eq!(allowed.status, Status::Ok);
+    assert_eq!(
+        allowed.header("Access-Control-Allow-Origin"),
+        Some("https://app.example.com")
+    );
+    assert_eq!(
+        allowed.header("Access-Control-Allow-Credentials"),
+        Some("true")
+    );
+    assert!(allowed
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("vary") && v.contains("Origin")));
+
+    let preflight = app
+        .request(
+            "OPTIONS",
+            "/api/v1/users",
+            None,
+            &[
+                ("Origin", "https://app.example.com"),
+                ("Access-Control-Request-Method", "POST"),
+                (
+                    "Access-Control-Request-Headers",
+                    "content-type, authorization",
+                ),
+            ],
+        )
+        .await;
+    assert!(
+        preflight.status.code < 300,
+        "{:?} {}",
+        preflight.status,
+        preflight.text
+    );
+    assert_eq!(
+        preflight.header("Access-Control-Allow-Origin"),
+        Some("https://app.example.com")
+    );
+    let methods = preflight
+        .header("Access-Control-Allow-Methods")
+        .unwrap_or_default();
+    assert!(methods.contains("POST"), "{methods}");
+
+    for origin in ["https://evil.example.com", "http://app.example.com"] {
+        let denied = app
+            .request("GET", "/health/live", None, &[("Origin", origin)])
+            .await;
+        assert!(
+            denied.header("Access-Control-Allow-Origin").is_none(),
+            "{origin}"
+        );
+        assert_eq!(denied.status, Status::Forbidden, "{origin}");
+        assert!(denied.body["detail"].is_string(), "JSON: {}", denied.text);
+        let preflight = app
+            .request(
+                "OPTIONS",
+                "/api/v1/users",
+                None,
+                &[
+                    ("Origin", origin),
+                    ("Access-Control-Request-Method", "POST"),
+                ],
+            )
+            .await;
+        assert!(preflight.header("Access-Control-Allow-Origin").is_none());
+    }
+    let no_origin = app.get("/health/live").await;
+    assert_eq!(
+        (
+            no_origin.status,
+            no_origin.header("Access-Control-Allow-Origin")
+        ),
+        (Status::Ok, None)
+    );
+}
+
+#[rocket::async_test]
+async fn without_cors_configuration_no_origin_is_allowed() {
+    let app = TestApp::spawn().await;
+    let reply = app
+        .request(
+            "GET",
+            "/health/live",
+            None,
+            &[("Origin", "https://app.example.com")],
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok);
+    assert!(reply.header("Access-Control-Allow-Origin").is_none());
+}
+
+#[rocket::async_test]
+async fn a_wildcard_origin_with_credentials_is_refused_at_start() {
+    let figment = roster::config::figment()
+        .merge(("databases.roster.url", "sqlite::memory:"))
+        .merge(("jwt_secret", crate::helpers::JWT_SECRET))
+        .merge(("bcrypt_cost", 4))
+        .merge(("log_level", "off"));
+    let figment = cors(&["*"], true)(figment);
+    match rocket::local::asynchronous::Client::tracked(roster::build_rocket(figment)).await {
+        // Inspecting a Rocket error marks it handled (else it panics on drop).
+        Err(err) => assert!(matches!(
+            err.kind(),
+            rocket::error::ErrorKind::FailedFairings(_)
+        )),
+        Ok(_) => panic!("a wildcard with credentials must not start"),
+    }
+    let ok = cors(&["*"], false)(
+        roster::config::figment()
+            .merge(("databases.roster.url", "sqlite::memory:"))
+            .merge(("jwt_secret", crate::helpers::JWT_SECRET))
+            .merge(("bcrypt_cost", 4))
+            .merge(("log_level", "off")),
+    );
+    assert!(
+        rocket::local::asynchronous::Client::tracked(roster::build_rocket(ok))
+            .await
+            .is_ok()
+    );
+}

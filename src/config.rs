@@ -32,6 +32,69 @@ pub struct Settings {
     /// Addresses or CIDRs of proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     pub cors: CorsSettings,
+    pub smtp: SmtpSettings,
+    pub upload: UploadSettings,
+}
+
+/// Where uploads are stored and how big they may be.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct UploadSettings {
+    pub dir: String,
+    /// The largest file, in bytes.
+    pub max_bytes: u64,
+    /// The most a user may store in all, in bytes.
+    pub quota_bytes: u64,
+}
+
+impl Default for UploadSettings {
+    fn default() -> Self {
+        UploadSettings {
+            dir: "uploads".to_owned(),
+            max_bytes: 10 * 1024 * 1024,
+            quota_bytes: 100 * 1024 * 1024,
+        }
+    }
+}
+
+/// Welcome emails. Without `url` they are written to the log instead.
+#[derive(Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    /// `smtp://host:port` (`?tls=required` for STARTTLS), `smtps://host:port`
+    /// for TLS; credentials as `smtp://user:password@host`.
+    pub url: Option<String>,
+    pub from: String,
+    pub subject: String,
+    /// Attempts before a job is marked dead.
+    pub max_attempts: u32,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        SmtpSettings {
+            url: None,
+            from: "noreply@example.com".to_owned(),
+            subject: "User Registration".to_owned(),
+            max_attempts: 10,
+        }
+    }
+}
+
+/// Never print SMTP credentials.
+impl std::fmt::Debug for SmtpSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let url = self.url.as_deref().map(|url| match url.rsplit_once('@') {
+            Some((_, host)) => format!("…@{host}"),
+            None => url.to_owned(),
+        });
+        f.debug_struct("SmtpSettings")
+            .field("url", &url)
+            .field("from", &self.from)
+            .field("subject", &self.subject)
+            .field("max_attempts", &self.max_attempts)
+            .finish()
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
@@ -88,6 +151,8 @@ impl Default for Settings {
             rate_limit: RateLimitSettings::default(),
             trusted_proxies: Vec::new(),
             cors: CorsSettings::default(),
+            smtp: SmtpSettings::default(),
+            upload: UploadSettings::default(),
         }
     }
 }
@@ -103,6 +168,8 @@ impl std::fmt::Debug for Settings {
             .field("rate_limit", &self.rate_limit)
             .field("trusted_proxies", &self.trusted_proxies)
             .field("cors", &self.cors)
+            .field("smtp", &self.smtp)
+            .field("upload", &self.upload)
             .finish()
     }
 }
@@ -148,6 +215,26 @@ impl Settings {
                     "{name} must be at least 1 (set rate_limit.enabled = false to turn limits off)"
                 ));
             }
+        }
+        if self.upload.max_bytes == 0 || self.upload.quota_bytes == 0 {
+            return Err("upload.max_bytes and upload.quota_bytes must be at least 1".to_owned());
+        }
+        if self.smtp.max_attempts == 0 {
+            return Err("smtp.max_attempts must be at least 1".to_owned());
+        }
+        if let Some(url) = &self.smtp.url {
+            if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
+                return Err(format!(
+                    "smtp.url must start with smtp:// or smtps://, got {:?}",
+                    url.split("://").next().unwrap_or_default()
+                ));
+            }
+        }
+        if self.smtp.from.parse::<lettre::message::Mailbox>().is_err() {
+            return Err(format!(
+                "smtp.from {:?} is not an email address",
+                self.smtp.from
+            ));
         }
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
             return Err(

@@ -167,6 +167,10 @@ impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
         match err {
             DbError::Conflict(conflict) => ApiError::Conflict(conflict.message().into()),
+            DbError::InvalidValue(cause) => {
+                log::warn!("refused a value the database cannot take: {cause}");
+                ApiError::BadRequest("The request holds a value that cannot be stored".into())
+            }
             DbError::Unavailable(cause) => {
                 log::warn!("database unavailable: {cause}");
                 ApiError::Unavailable("Database unavailable".into())

@@ -16,7 +16,9 @@ pub mod error;
 pub mod extract;
 pub mod fairings;
 pub mod limits;
+pub mod mail;
 pub mod routes;
+pub mod uploads;
 
 use rocket::fairing::AdHoc;
 use rocket::figment::Figment;
@@ -55,6 +57,7 @@ pub fn build_rocket(figment: Figment) -> Rocket<Build> {
         .attach(AdHoc::try_on_ignite("Settings", load_settings))
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Database migrations", migrate))
+        .attach(AdHoc::try_on_ignite("Upload storage", prepare_storage))
         .attach(auth::pruner::fairing())
         .attach(AdHoc::on_liftoff("Startup line", |rocket| {
             Box::pin(async move { announce(rocket) })
@@ -115,7 +118,16 @@ async fn load_settings(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Bu
             return Err(rocket);
         }
     };
-    Ok(rocket.manage(settings).manage(hasher).manage(keys))
+    let signal = mail::worker::OutboxSignal::default();
+    let rocket = rocket.attach(mail::worker::OutboxWorker::new(
+        settings.smtp.clone(),
+        signal.clone(),
+    ));
+    Ok(rocket
+        .manage(settings)
+        .manage(hasher)
+        .manage(keys)
+        .manage(signal))
 }
 
 /// The fairings that shape requests, built from the settings.
@@ -164,6 +176,50 @@ async fn migrate(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> 
             Err(rocket)
         }
     }
+}
+
+/// Opens `upload.dir` and repairs what a crash may have left there.
+async fn prepare_storage(rocket: Rocket<Build>) -> Result<Rocket<Build>, Rocket<Build>> {
+    let (Some(settings), Some(db)) = (rocket.state::<Settings>(), Db::fetch(&rocket)) else {
+        return Err(rocket);
+    };
+    let storage = match uploads::Storage::open(&settings.upload.dir) {
+        Ok(storage) => storage,
+        Err(err) => {
+            error!("upload.dir {:?} is not usable: {err}", settings.upload.dir);
+            return Err(rocket);
+        }
+    };
+    let ids = async {
+        let mut conn = db.acquire().await?;
+        db::uploads::all_ids(conn.conn()).await
+    }
+    .await;
+    let repaired = match ids {
+        Ok(ids) => storage.repair(&ids.into_iter().collect()),
+        Err(err) => {
+            error!("cannot list uploads: {err}");
+            return Err(rocket);
+        }
+    };
+    match repaired {
+        Ok((removed, missing)) => {
+            if removed > 0 {
+                warn!("removed {removed} orphan upload files");
+            }
+            if missing > 0 {
+                error!(
+                    "{missing} uploads have no file in {:?}",
+                    settings.upload.dir
+                );
+            }
+        }
+        Err(err) => {
+            error!("cannot check upload.dir {:?}: {err}", settings.upload.dir);
+            return Err(rocket);
+        }
+    }
+    Ok(rocket.manage(storage))
 }
 
 /// One line that says where Roster listens and which database it uses

@@ -8,7 +8,9 @@
 
 #[macro_use]
 pub mod users;
+pub mod outbox;
 pub mod sessions;
+pub mod uploads;
 
 use std::path::Path;
 use std::str::FromStr;
@@ -127,6 +129,10 @@ pub enum DbError {
     Conflict(Conflict),
     #[error("database unavailable: {0}")]
     Unavailable(#[source] sqlx::Error),
+    /// A value the database cannot take (PostgreSQL's data exceptions, such
+    /// as a NUL character in text): the client's input, not a bug.
+    #[error("invalid value for the database: {0}")]
+    InvalidValue(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Query(#[source] sqlx::Error),
     #[error("database configuration: {0}")]
@@ -158,6 +164,8 @@ impl From<sqlx::Error> for DbError {
                     || matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262");
                 if unavailable {
                     DbError::Unavailable(err)
+                } else if code.starts_with("22") {
+                    DbError::InvalidValue(err)
                 } else {
                     DbError::Query(err)
                 }

@@ -104,6 +104,10 @@ pub async fn find_by_username(
     conn: Conn<'_>,
     username: &str,
 ) -> Result<Option<UserRecord>, DbError> {
+    // No username holds a NUL, and PostgreSQL text cannot even compare one.
+    if username.contains('\0') {
+        return Ok(None);
+    }
     const SQL: &str = concat!(
         "SELECT ",
         user_columns!(),
@@ -210,6 +214,11 @@ pub async fn search(
             " ORDER BY lower(username), id LIMIT $2 OFFSET $3"
         };
     }
+    // No username or email holds a NUL, and PostgreSQL text cannot even
+    // compare one.
+    if needle.contains('\0') {
+        return Ok(Vec::new());
+    }
     let rows = match conn {
         // The trigram index needs three characters; shorter needles scan.
         Conn::Sqlite(c) if needle.chars().count() >= 3 => {
@@ -296,6 +305,19 @@ pub async fn list_after(
         .fetch_all(c)
         .await)?;
     Ok(rows)
+}
+
+/// Locks user `id`'s row until the transaction ends, so that per-user
+/// totals (the upload quota) are checked one writer at a time. (SQLite
+/// write transactions already hold the database's write lock.)
+pub async fn lock(conn: Conn<'_>, id: i64) -> Result<(), DbError> {
+    if let Conn::Postgres(c) = conn {
+        sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")
+            .bind(id)
+            .execute(c)
+            .await?;
+    }
+    Ok(())
 }
 
 #[cfg(test)]

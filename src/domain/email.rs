@@ -20,7 +20,7 @@ impl Email {
         if value.chars().count() > Self::MAX_CHARS {
             return Err(Invalid::too_long(Self::MAX_CHARS));
         }
-        if !value.validate_email() {
+        if value.chars().any(char::is_control) || !value.validate_email() {
             return Err(Invalid::new(
                 "value_error",
                 "value is not a valid email address",
@@ -74,6 +74,8 @@ mod tests {
             ("al ice@example.com", "value_error"),
             (" alice@example.com", "value_error"),
             ("alice@exa mple.com", "value_error"),
+            ("al\0ice@example.com", "value_error"),
+            ("alice@example.com\n", "value_error"),
             (long.as_str(), "string_too_long"),
         ];
         for (input, kind) in cases {

@@ -6,7 +6,7 @@ mod path;
 mod query;
 
 pub use json::{json_request_body, parse_json_body, read_limited, OptionalJson, ValidJson};
-pub use path::Id;
+pub use path::{Id, UploadId};
 pub use query::form_errors;
 pub use query::{Paging, ValidQuery};
 

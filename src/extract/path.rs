@@ -84,3 +84,58 @@ impl<'a> OpenApiFromParam<'a> for Id {
         })
     }
 }
+
+/// An upload's id in the path: a hyphenated UUID, named `id` in errors.
+pub struct UploadId(Result<String, ApiError>);
+
+impl UploadId {
+    pub fn get(self) -> Result<String, ApiError> {
+        self.0
+    }
+}
+
+impl<'a> FromParam<'a> for UploadId {
+    type Error = std::convert::Infallible;
+
+    fn from_param(param: &'a str) -> Result<Self, Self::Error> {
+        let parsed = match uuid::Uuid::try_parse(param) {
+            Ok(id) if param.len() == 36 => Ok(id.hyphenated().to_string()),
+            _ => Err(ApiError::validation(
+                "path.id",
+                "type_error",
+                "Input should be a UUID (8-4-4-4-12 hexadecimal digits)",
+            )),
+        };
+        Ok(UploadId(parsed))
+    }
+}
+
+impl<'a> OpenApiFromParam<'a> for UploadId {
+    fn path_parameter(
+        _gen: &mut OpenApiGenerator,
+        name: String,
+    ) -> rocket_okapi::Result<Parameter> {
+        let schema = SchemaObject {
+            instance_type: Some(InstanceType::String.into()),
+            format: Some("uuid".to_owned()),
+            ..Default::default()
+        };
+        Ok(Parameter {
+            name,
+            location: "path".to_owned(),
+            description: Some("The upload's id.".to_owned()),
+            required: true,
+            deprecated: false,
+            allow_empty_value: false,
+            value: ParameterValue::Schema {
+                style: None,
+                explode: None,
+                allow_reserved: false,
+                schema,
+                example: None,
+                examples: None,
+            },
+            extensions: Object::default(),
+        })
+    }
+}

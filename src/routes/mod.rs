@@ -5,6 +5,7 @@ pub mod catchers;
 pub mod health;
 pub mod me;
 pub mod search;
+pub mod uploads;
 pub mod users;
 pub mod v2;
 
@@ -29,6 +30,11 @@ pub fn v1(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
         users::patch_user,
         users::delete_user,
         search::search_users,
+        uploads::create_upload,
+        uploads::list_uploads,
+        uploads::get_upload,
+        uploads::get_upload_content,
+        uploads::delete_upload,
     ]
 }
 

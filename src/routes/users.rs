@@ -8,13 +8,16 @@ use rocket_okapi::openapi;
 use crate::auth::password::PasswordHasher;
 use crate::auth::AuthUser;
 use crate::db::users::{self, Changes, UserRecord};
-use crate::db::{now, sessions, Db, DbPool};
+use crate::db::{now, outbox, sessions, uploads, Db, DbPool};
 use crate::domain::user::{
     CreateUserRequest, NewUser, PatchUserRequest, ReplaceUserRequest, UserResponse, UserUpdate,
 };
 use crate::domain::{Age, Role};
 use crate::error::ApiError;
 use crate::extract::{Id, Paging, ValidJson, ValidQuery};
+use crate::mail::worker::OutboxSignal;
+use crate::mail::{WelcomeEmail, WELCOME_EMAIL};
+use crate::uploads::Storage;
 
 impl From<&UserRecord> for UserResponse {
     fn from(user: &UserRecord) -> Self {
@@ -34,17 +37,20 @@ impl From<&UserRecord> for UserResponse {
 /// Register a new user.
 ///
 /// Usernames and emails are unique ignoring case (409 when taken). Answers
-/// 201 with the user and its `Location`.
+/// 201 with the user and its `Location`; a welcome email is queued with the
+/// user and sent in the background.
 #[openapi(tag = "Users")]
 #[post("/users", data = "<body>")]
 pub async fn create_user(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    outbox_signal: &State<OutboxSignal>,
     body: ValidJson<CreateUserRequest>,
 ) -> Result<Created<Json<UserResponse>>, ApiError> {
     let new = NewUser::try_from(body.into_inner())?;
     // Hash before taking a connection: bcrypt is slow and the pool is small.
     let password_hash = hasher.hash(&new.password).await?;
+    let now = now();
     let mut tx = db.begin().await?;
     let user = users::insert(
         tx.conn(),
@@ -55,10 +61,19 @@ pub async fn create_user(
             age: new.age.map(Age::get),
             role: Role::User,
         },
-        now(),
+        now,
     )
     .await?;
+    // The welcome email commits with the user, or neither does.
+    let welcome = serde_json::to_string(&WelcomeEmail {
+        user_id: user.id,
+        username: user.username.clone(),
+        email: user.email.clone(),
+    })
+    .map_err(ApiError::internal)?;
+    outbox::enqueue(tx.conn(), WELCOME_EMAIL, &welcome, now).await?;
     tx.commit().await?;
+    outbox_signal.job_queued();
     Ok(Created::new(format!("/api/v1/users/{}", user.id)).body(Json(UserResponse::from(&user))))
 }
 
@@ -134,13 +149,15 @@ pub async fn patch_user(
     Ok(Json(UserResponse::from(&user)))
 }
 
-/// Delete a user, with their sessions: the user themself or an admin.
+/// Delete a user, with their sessions and uploads: the user themself or an
+/// admin.
 ///
 /// The last active admin cannot be deleted (409).
 #[openapi(tag = "Users")]
 #[delete("/users/<user_id>")]
 pub async fn delete_user(
     db: &State<Db>,
+    storage: &State<Storage>,
     auth: AuthUser,
     user_id: Id,
 ) -> Result<NoContent, ApiError> {
@@ -153,8 +170,13 @@ pub async fn delete_user(
     if user.role == Role::Admin && user.is_active {
         ensure_another_admin(&mut tx, id, "delete").await?;
     }
+    // Rows go with the user (cascade); the files once that has committed.
+    let files = uploads::ids_of_owner(tx.conn(), id).await?;
     users::delete(tx.conn(), id).await?;
     tx.commit().await?;
+    for file in files {
+        storage.remove(&file).await;
+    }
     Ok(NoContent)
 }
 

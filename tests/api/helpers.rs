@@ -34,12 +34,20 @@ impl TestUser {
 pub struct TestApp {
     pub client: Client,
     pub figment: Figment,
+    /// `upload.dir`, unless the test chose its own.
+    pub upload_dir: std::path::PathBuf,
+    _upload_dir: tempfile::TempDir,
     db: TestDb,
 }
 
 enum TestDb {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another app's database: that app drops it.
+    Shared,
 }
 
 /// A response read in full.
@@ -113,9 +121,24 @@ impl TestApp {
                 (url, TestDb::Sqlite(dir))
             }
         };
+        Self::start(url, db, customize).await
+    }
+
+    /// A second instance on this app's database (several workers, say).
+    pub async fn spawn_sharing(&self, customize: impl FnOnce(Figment) -> Figment) -> TestApp {
+        let url: String = self
+            .figment
+            .extract_inner("databases.roster.url")
+            .expect("database url");
+        Self::start(url, TestDb::Shared, customize).await
+    }
+
+    async fn start(url: String, db: TestDb, customize: impl FnOnce(Figment) -> Figment) -> TestApp {
+        let uploads = tempfile::tempdir().expect("temp dir");
         let figment = customize(
             roster::config::figment()
                 .merge(("databases.roster.url", url))
+                .merge(("upload.dir", uploads.path().display().to_string()))
                 .merge(("bcrypt_cost", 4))
                 .merge(("jwt_secret", JWT_SECRET))
                 // Tests of other things must not trip the limits; the limits'
@@ -128,9 +151,15 @@ impl TestApp {
         let client = Client::tracked(roster::build_rocket(figment.clone()))
             .await
             .expect("the application ignites");
+        let upload_dir = figment
+            .extract_inner::<String>("upload.dir")
+            .expect("upload.dir")
+            .into();
         TestApp {
             client,
             figment,
+            upload_dir,
+            _upload_dir: uploads,
             db,
         }
     }
@@ -339,6 +368,8 @@ async fn create_pg_database(admin_url: &str, name: &str) {
 
 impl Drop for TestApp {
     fn drop(&mut self) {
+        // Stops the background tasks (outbox worker, pruners).
+        self.client.rocket().shutdown().notify();
         if let TestDb::Postgres { admin_url, name } = &self.db {
             let (admin_url, name) = (admin_url.clone(), name.clone());
             // Drop runs inside the test's runtime: use a thread of our own.

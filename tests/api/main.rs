@@ -8,6 +8,8 @@ mod errors;
 mod health;
 mod helpers;
 mod limits;
+mod mail;
 mod search;
+mod uploads;
 mod users;
 mod v2;

@@ -177,3 +177,20 @@ async fn bad_search_queries_are_422() {
         Status::Unauthorized
     );
 }
+
+#[rocket::async_test]
+async fn nul_characters_find_nothing_and_never_fail() {
+    let app = TestApp::spawn().await;
+    let viewer = app.user("viewer").await;
+    let reply = app
+        .get_as(&viewer, "/api/v1/users/search?query=vi%00ew")
+        .await;
+    assert_eq!(
+        (reply.status, reply.body.clone()),
+        (Status::Ok, json!([])),
+        "{}",
+        reply.text
+    );
+    let login = app.login("vie\u{0}wer", PASSWORD).await;
+    assert_eq!(login.status, Status::Unauthorized);
+}

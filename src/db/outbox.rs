@@ -1,0 +1,132 @@
+//! Queries of `outbox`: jobs written with the change that causes them, and
+//! claimed by workers under a lease.
+
+use time::OffsetDateTime;
+
+use super::{on_conn, Conn, DbError};
+
+/// A claimed job.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct Job {
+    pub id: i64,
+    pub kind: String,
+    pub payload: String,
+    /// Including this one.
+    pub attempts: i32,
+    pub lock_token: String,
+}
+
+/// A job as an operator sees it.
+#[derive(Debug, Clone, sqlx::FromRow)]
+pub struct JobStatus {
+    pub id: i64,
+    pub kind: String,
+    pub status: String,
+    pub attempts: i32,
+    pub last_error: Option<String>,
+}
+
+pub async fn enqueue(
+    conn: Conn<'_>,
+    kind: &str,
+    payload: &str,
+    now: OffsetDateTime,
+) -> Result<i64, DbError> {
+    const SQL: &str =
+        "INSERT INTO outbox (kind, payload, next_attempt_at, created_at, updated_at) \
+                       VALUES ($1, $2, $3, $3, $3) RETURNING id";
+    let id = on_conn!(conn, c => sqlx::query_scalar(SQL)
+        .bind(kind)
+        .bind(payload)
+        .bind(now)
+        .fetch_one(c)
+        .await)?;
+    Ok(id)
+}
+
+/// Claims up to `limit` due jobs until `lease_until`: on PostgreSQL rows
+/// locked by another worker are skipped (`FOR UPDATE SKIP LOCKED`), on
+/// SQLite the statement runs under the database's single write lock.
+pub async fn claim(
+    conn: Conn<'_>,
+    now: OffsetDateTime,
+    lease_until: OffsetDateTime,
+    token: &str,
+    limit: i64,
+) -> Result<Vec<Job>, DbError> {
+    macro_rules! claim_sql {
+        ($lock:literal) => {
+            concat!(
+                "UPDATE outbox SET attempts = attempts + 1, locked_until = $2, lock_token = $3, \
+                   updated_at = $1 \
+                 WHERE id IN (SELECT id FROM outbox \
+                   WHERE status = 'pending' AND next_attempt_at <= $1 \
+                     AND (locked_until IS NULL OR locked_until < $1) \
+                   ORDER BY next_attempt_at, id LIMIT $4",
+                $lock,
+                ") RETURNING id, kind, payload, attempts, lock_token"
+            )
+        };
+    }
+    let jobs = match conn {
+        Conn::Sqlite(c) => {
+            sqlx::query_as::<_, Job>(claim_sql!(""))
+                .bind(now)
+                .bind(lease_until)
+                .bind(token)
+                .bind(limit)
+                .fetch_all(c)
+                .await?
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_as::<_, Job>(claim_sql!(" FOR UPDATE SKIP LOCKED"))
+                .bind(now)
+                .bind(lease_until)
+                .bind(token)
+                .bind(limit)
+                .fetch_all(c)
+                .await?
+        }
+    };
+    Ok(jobs)
+}
+
+/// Records the outcome of a claimed job, if its lease is still ours.
+pub async fn finish(
+    conn: Conn<'_>,
+    job: &Job,
+    outcome: Outcome<'_>,
+    now: OffsetDateTime,
+) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE outbox SET status = $3, next_attempt_at = $4, last_error = $5, \
+                         locked_until = NULL, lock_token = NULL, updated_at = $6 \
+                       WHERE id = $1 AND lock_token = $2";
+    let (status, next_attempt_at, error) = match outcome {
+        Outcome::Sent => ("sent", now, None),
+        Outcome::Retry { at, error } => ("pending", at, Some(error)),
+        Outcome::Dead { error } => ("dead", now, Some(error)),
+    };
+    let updated = on_conn!(conn, c => sqlx::query(SQL)
+        .bind(job.id)
+        .bind(&job.lock_token)
+        .bind(status)
+        .bind(next_attempt_at)
+        .bind(error)
+        .bind(now)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(updated == 1)
+}
+
+pub enum Outcome<'a> {
+    Sent,
+    Retry { at: OffsetDateTime, error: &'a str },
+    Dead { error: &'a str },
+}
+
+pub async fn list(conn: Conn<'_>) -> Result<Vec<JobStatus>, DbError> {
+    const SQL: &str = "SELECT id, kind, status, attempts, last_error FROM outbox ORDER BY id";
+    let rows = on_conn!(conn, c => sqlx::query_as::<_, JobStatus>(SQL).fetch_all(c).await)?;
+    Ok(rows)
+}

@@ -1,0 +1,315 @@
+//! The outbox worker: claims due jobs, sends them, records the outcome.
+//!
+//! Started at liftoff, stopped at shutdown (after the job in hand). Several
+//! instances may run one each: claims never overlap. Failures are retried
+//! with exponential back-off and jitter (from 1 s, doubling, at most 30 s
+//! apart) up to `smtp.max_attempts`, then the job is `dead`. Each email has
+//! a `Message-ID` derived from its job, stable across retries.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use lettre::message::{Mailbox, MultiPart};
+use lettre::{AsyncSmtpTransport, AsyncTransport, Message, Tokio1Executor};
+use rand::Rng;
+use rocket::fairing::{Fairing, Info, Kind};
+use rocket::tokio::sync::Notify;
+use rocket::tokio::task::JoinHandle;
+use rocket::{Orbit, Rocket};
+use rocket_db_pools::Database;
+use time::OffsetDateTime;
+
+use super::templates::Templates;
+use super::{WelcomeEmail, WELCOME_EMAIL};
+use crate::config::SmtpSettings;
+use crate::db::outbox::{self, Job, Outcome};
+use crate::db::{now, Db, DbPool};
+
+/// How long a claimed job is ours before another worker may take it.
+const LEASE: Duration = Duration::from_secs(60);
+/// How often an idle worker looks for due jobs (registrations also wake it).
+const POLL: Duration = Duration::from_secs(1);
+const BATCH: i64 = 16;
+const MAX_BACKOFF_SECS: f64 = 30.0;
+
+/// Wakes the worker when a job is queued, so emails go out at once.
+#[derive(Default, Clone)]
+pub struct OutboxSignal(Arc<Notify>);
+
+impl OutboxSignal {
+    pub fn job_queued(&self) {
+        self.0.notify_one();
+    }
+}
+
+enum Transport {
+    Smtp(AsyncSmtpTransport<Tokio1Executor>),
+    /// No `smtp.url`: emails are written to the log instead.
+    Log,
+}
+
+/// The fairing that runs the worker.
+pub struct OutboxWorker {
+    settings: SmtpSettings,
+    signal: OutboxSignal,
+    handle: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl OutboxWorker {
+    pub fn new(settings: SmtpSettings, signal: OutboxSignal) -> Self {
+        OutboxWorker {
+            settings,
+            signal,
+            handle: Mutex::new(None),
+        }
+    }
+}
+
+#[rocket::async_trait]
+impl Fairing for OutboxWorker {
+    fn info(&self) -> Info {
+        Info {
+            name: "Outbox worker",
+            kind: Kind::Liftoff | Kind::Shutdown,
+        }
+    }
+
+    async fn on_liftoff(&self, rocket: &Rocket<Orbit>) {
+        let Some(db) = Db::fetch(rocket) else {
+            return;
+        };
+        let transport = match &self.settings.url {
+            Some(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url) {
+                Ok(builder) => {
+                    Transport::Smtp(builder.timeout(Some(Duration::from_secs(20))).build())
+                }
+                Err(err) => {
+                    log::error!("smtp.url is not usable ({err}): emails will not be sent");
+                    return;
+                }
+            },
+            None => Transport::Log,
+        };
+        let templates = match Templates::new() {
+            Ok(templates) => templates,
+            Err(err) => {
+                log::error!("email templates do not load: {err}");
+                return;
+            }
+        };
+        let worker = Worker {
+            pool: (**db).clone(),
+            settings: self.settings.clone(),
+            transport,
+            templates,
+            token: uuid::Uuid::new_v4().simple().to_string(),
+        };
+        let signal = self.signal.clone();
+        let shutdown = rocket.shutdown();
+        let handle = rocket::tokio::spawn(worker.run(signal, shutdown));
+        if let Ok(mut slot) = self.handle.lock() {
+            *slot = Some(handle);
+        }
+    }
+
+    async fn on_shutdown(&self, _: &Rocket<Orbit>) {
+        let handle = self.handle.lock().ok().and_then(|mut slot| slot.take());
+        if let Some(handle) = handle {
+            // The worker finishes the job in hand; an email cut off here is
+            // sent again after its lease expires.
+            if rocket::tokio::time::timeout(Duration::from_secs(25), handle)
+                .await
+                .is_err()
+            {
+                log::warn!("the outbox worker did not stop in time");
+            }
+        }
+    }
+}
+
+struct Worker {
+    pool: DbPool,
+    settings: SmtpSettings,
+    transport: Transport,
+    templates: Templates,
+    /// This worker's claims.
+    token: String,
+}
+
+impl Worker {
+    async fn run(self, signal: OutboxSignal, mut shutdown: rocket::Shutdown) {
+        loop {
+            // Between batches, stop if shutdown has been requested.
+            rocket::tokio::select! {
+                biased;
+                _ = &mut shutdown => break,
+                _ = std::future::ready(()) => {}
+            }
+            let claimed = self.claim().await;
+            let idle = claimed.as_ref().map_or(true, |jobs| jobs.is_empty());
+            match claimed {
+                Ok(jobs) => {
+                    for job in jobs {
+                        self.process(job).await;
+                    }
+                }
+                Err(err) => log::warn!("outbox: cannot claim jobs: {err}"),
+            }
+            if idle {
+                rocket::tokio::select! {
+                    _ = signal.0.notified() => {}
+                    _ = rocket::tokio::time::sleep(POLL) => {}
+                    _ = &mut shutdown => break,
+                }
+            }
+        }
+        log::info!("outbox worker stopped");
+    }
+
+    async fn claim(&self) -> Result<Vec<Job>, crate::db::DbError> {
+        let now = now();
+        let lease_until = now + LEASE;
+        let mut tx = self.pool.begin().await?;
+        let jobs = outbox::claim(tx.conn(), now, lease_until, &self.token, BATCH).await?;
+        tx.commit().await?;
+        Ok(jobs)
+    }
+
+    async fn process(&self, job: Job) {
+        let outcome = self.deliver(&job).await;
+        let error;
+        let record = match &outcome {
+            Ok(()) => Outcome::Sent,
+            Err(message) if job.attempts >= self.settings.max_attempts as i32 => {
+                log::error!(
+                    "outbox job {} ({}) is dead after {} attempts: {message}",
+                    job.id,
+                    job.kind,
+                    job.attempts
+                );
+                error = message.clone();
+                Outcome::Dead { error: &error }
+            }
+            Err(message) => {
+                let delay = backoff(job.attempts);
+                log::warn!(
+                    "outbox job {} attempt {} failed, retrying in {:.1} s: {message}",
+                    job.id,
+                    job.attempts,
+                    delay.as_secs_f64()
+                );
+                error = message.clone();
+                Outcome::Retry {
+                    at: OffsetDateTime::now_utc() + delay,
+                    error: &error,
+                }
+            }
+        };
+        let recorded = async {
+            let mut tx = self.pool.begin().await?;
+            let mine = outbox::finish(tx.conn(), &job, record, now()).await?;
+            tx.commit().await?;
+            Ok::<bool, crate::db::DbError>(mine)
+        }
+        .await;
+        match recorded {
+            Ok(true) => {}
+            Ok(false) => log::warn!(
+                "outbox job {}: lease lost before the outcome was recorded",
+                job.id
+            ),
+            // The lease runs out and the job is tried again: at least once.
+            Err(err) => log::warn!("outbox job {}: cannot record the outcome: {err}", job.id),
+        }
+    }
+
+    async fn deliver(&self, job: &Job) -> Result<(), String> {
+        if job.kind != WELCOME_EMAIL {
+            return Err(format!("unknown job kind {:?}", job.kind));
+        }
+        let email: WelcomeEmail =
+            serde_json::from_str(&job.payload).map_err(|e| format!("bad payload: {e}"))?;
+        let rendered = self
+            .templates
+            .welcome(&email.username)
+            .map_err(|e| format!("template: {e}"))?;
+        let from: Mailbox = self
+            .settings
+            .from
+            .parse()
+            .map_err(|e| format!("smtp.from {:?}: {e}", self.settings.from))?;
+        let to: Mailbox = email
+            .email
+            .parse()
+            .map_err(|e| format!("recipient {:?}: {e}", email.email))?;
+        let domain = self
+            .settings
+            .from
+            .rsplit('@')
+            .next()
+            .unwrap_or("roster.invalid");
+        let message_id = format!(
+            "<roster-outbox-{}@{}>",
+            job.id,
+            domain.trim_end_matches('>')
+        );
+        let message = Message::builder()
+            .from(from)
+            .to(to)
+            .subject(&self.settings.subject)
+            .message_id(Some(message_id.clone()))
+            .multipart(MultiPart::alternative_plain_html(
+                rendered.text.clone(),
+                rendered.html,
+            ))
+            .map_err(|e| format!("message: {e}"))?;
+        match &self.transport {
+            Transport::Smtp(smtp) => smtp
+                .send(message)
+                .await
+                .map(drop)
+                .map_err(|e| format!("SMTP: {e}")),
+            Transport::Log => {
+                log::info!(
+                    target: "rocket::launch",
+                    "email (smtp.url is not set, so it is logged, not sent) {message_id} to {}: {}\n{}",
+                    email.email,
+                    self.settings.subject,
+                    rendered.text
+                );
+                Ok(())
+            }
+        }
+    }
+}
+
+/// The wait before attempt `attempts + 1`: 1 s, doubling, at most 30 s,
+/// less up to a fifth at random so that failed jobs do not retry in step.
+pub fn backoff(attempts: i32) -> Duration {
+    let base = 2f64.powi(attempts.clamp(1, 16) - 1).min(MAX_BACKOFF_SECS);
+    let jitter = rand::thread_rng().gen_range(0.8..=1.0);
+    Duration::from_secs_f64(base * jitter)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_doubles_from_one_second_to_at_most_thirty() {
+        let bounds = [
+            (1, 0.8, 1.0),
+            (2, 1.6, 2.0),
+            (3, 3.2, 4.0),
+            (5, 12.8, 16.0),
+            (6, 24.0, 30.0),
+            (12, 24.0, 30.0),
+        ];
+        for (attempts, low, high) in bounds {
+            for _ in 0..20 {
+                let secs = backoff(attempts).as_secs_f64();
+                assert!((low..=high).contains(&secs), "attempt {attempts}: {secs}");
+            }
+        }
+    }
+}

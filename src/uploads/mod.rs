@@ -1,0 +1,184 @@
+//! File storage for uploads: `upload.dir/tmp/` for files being received,
+//! `upload.dir/files/<id>` once complete. Client file names never become
+//! paths; they are only kept, made safe, as metadata.
+
+pub mod receive;
+
+use std::collections::HashSet;
+use std::io;
+use std::path::{Path, PathBuf};
+
+use uuid::Uuid;
+
+/// The longest stored file name, in bytes.
+pub const MAX_FILENAME_BYTES: usize = 255;
+
+#[derive(Debug, Clone)]
+pub struct Storage {
+    root: PathBuf,
+}
+
+impl Storage {
+    /// Creates the directories when missing.
+    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
+        let storage = Storage { root: root.into() };
+        std::fs::create_dir_all(storage.files_dir())?;
+        std::fs::create_dir_all(storage.tmp_dir())?;
+        Ok(storage)
+    }
+
+    fn files_dir(&self) -> PathBuf {
+        self.root.join("files")
+    }
+
+    fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
+    }
+
+    /// Where upload `id` lives. `id` is a UUID of the server's choosing.
+    pub fn path_of(&self, id: &Uuid) -> PathBuf {
+        self.files_dir().join(id.hyphenated().to_string())
+    }
+
+    /// A new temporary path for a file being received.
+    pub fn temp_path(&self) -> PathBuf {
+        self.tmp_dir()
+            .join(format!("{}.part", Uuid::new_v4().simple()))
+    }
+
+    /// Removes the file of upload `id`, if it is there.
+    pub async fn remove(&self, id: &str) {
+        let Ok(id) = Uuid::try_parse(id) else {
+            return;
+        };
+        match rocket::tokio::fs::remove_file(self.path_of(&id)).await {
+            Ok(()) => {}
+            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
+            Err(err) => log::warn!("cannot remove upload {id}: {err}"),
+        }
+    }
+
+    /// Start-up repair after a crash: removes half-received files and files
+    /// without a row (the file is renamed into place before its row
+    /// commits, and the row deleted before the file). Returns how many
+    /// files went, and how many rows have no file (reported, not touched:
+    /// a misconfigured `upload.dir` must not cost metadata).
+    pub fn repair(&self, known_ids: &HashSet<String>) -> io::Result<(usize, usize)> {
+        for entry in std::fs::read_dir(self.tmp_dir())? {
+            remove_quietly(&entry?.path());
+        }
+        let mut removed = 0;
+        let mut present = HashSet::new();
+        for entry in std::fs::read_dir(self.files_dir())? {
+            let entry = entry?;
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if known_ids.contains(&name) {
+                present.insert(name);
+            } else {
+                remove_quietly(&entry.path());
+                removed += 1;
+            }
+        }
+        Ok((removed, known_ids.len() - present.len()))
+    }
+}
+
+fn remove_quietly(path: &Path) {
+    if let Err(err) = std::fs::remove_file(path) {
+        log::warn!("cannot remove {}: {err}", path.display());
+    }
+}
+
+/// The client's file name reduced to a safe base name: the part after the
+/// last `/` or `\`, control characters removed, at most 255 bytes, and
+/// `file` when nothing (or only `.` or `..`) is left.
+pub fn safe_filename(raw: Option<&str>) -> String {
+    let base = raw
+        .unwrap_or_default()
+        .rsplit(['/', '\\'])
+        .next()
+        .unwrap_or_default();
+    let mut name = String::new();
+    for c in base.chars().filter(|c| !c.is_control()) {
+        if name.len() + c.len_utf8() > MAX_FILENAME_BYTES {
+            break;
+        }
+        name.push(c);
+    }
+    if name.is_empty() || name == "." || name == ".." {
+        "file".to_owned()
+    } else {
+        name
+    }
+}
+
+/// `Content-Disposition: attachment` with the name quoted safely for old
+/// clients and RFC 5987-encoded for the rest.
+pub fn content_disposition(filename: &str) -> String {
+    let fallback: String = filename
+        .chars()
+        .map(|c| {
+            if c.is_ascii_graphic() && c != '"' && c != '\\' || c == ' ' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    let mut encoded = String::new();
+    for byte in filename.bytes() {
+        let c = byte as char;
+        if c.is_ascii_alphanumeric() || "!#$&+-.^_`|~".contains(c) {
+            encoded.push(c);
+        } else {
+            encoded.push_str(&format!("%{byte:02X}"));
+        }
+    }
+    format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn client_names_become_safe_base_names() {
+        let long = "é".repeat(200);
+        let cases = [
+            (Some("report.pdf"), "report.pdf"),
+            (Some("../../etc/passwd"), "passwd"),
+            (Some("..\\..\\x"), "x"),
+            (Some("/absolute/path/name.txt"), "name.txt"),
+            (Some("C:\\Users\\me\\photo.jpg"), "photo.jpg"),
+            (Some("a\0b\nc\u{7f}d"), "abcd"),
+            (Some(".."), "file"),
+            (Some("."), "file"),
+            (Some("dir/"), "file"),
+            (Some(""), "file"),
+            (None, "file"),
+            (Some("naïve résumé.txt"), "naïve résumé.txt"),
+        ];
+        for (raw, expected) in cases {
+            assert_eq!(safe_filename(raw), expected, "{raw:?}");
+        }
+        let truncated = safe_filename(Some(&long));
+        assert!(truncated.len() <= MAX_FILENAME_BYTES && truncated.len() >= 254);
+        assert!(
+            truncated.chars().all(|c| c == 'é'),
+            "cut at a character boundary"
+        );
+        assert_eq!(safe_filename(Some(&"x".repeat(1000))).len(), 255);
+    }
+
+    #[test]
+    fn content_disposition_quotes_and_encodes() {
+        assert_eq!(
+            content_disposition("a \"b\".txt"),
+            "attachment; filename=\"a _b_.txt\"; filename*=UTF-8''a%20%22b%22.txt"
+        );
+        assert_eq!(
+            content_disposition("résumé.pdf"),
+            "attachment; filename=\"r_sum_.pdf\"; filename*=UTF-8''r%C3%A9sum%C3%A9.pdf"
+        );
+    }
+}

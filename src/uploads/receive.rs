@@ -1,0 +1,188 @@
+//! Receiving a multipart upload: the `file` field is streamed to a
+//! temporary file while its size is counted and its SHA-256 computed; past
+//! `upload.max_bytes` (or the owner's quota) reading stops, the temporary
+//! file goes, and the answer is 413. Memory use does not grow with the file.
+
+use std::path::PathBuf;
+
+use multer::{Constraints, Multipart, SizeLimit};
+use rocket::data::{Data, ToByteUnit};
+use rocket::tokio::fs::File;
+use rocket::tokio::io::AsyncWriteExt;
+use sha2::{Digest, Sha256};
+use tokio_util::io::ReaderStream;
+
+use super::Storage;
+use crate::error::ApiError;
+
+/// Room for the multipart framing and small fields around the file.
+const FRAMING_ALLOWANCE: u64 = 64 * 1024;
+/// How much of the start of a file is kept to recognise its type.
+const SNIFF_BYTES: usize = 8192;
+
+/// A received file, still in its temporary place.
+pub struct Received {
+    pub temp: TempFile,
+    pub filename: Option<String>,
+    pub size: u64,
+    pub sha256: String,
+    pub content_type: String,
+}
+
+/// A temporary file, removed when dropped unless it was kept.
+pub struct TempFile {
+    path: PathBuf,
+    keep: bool,
+}
+
+impl TempFile {
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// The file was moved elsewhere; do not remove it.
+    pub fn kept(mut self) {
+        self.keep = true;
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.keep {
+            let _ = std::fs::remove_file(&self.path);
+        }
+    }
+}
+
+fn too_large(max_bytes: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "The file is larger than the limit of {} bytes",
+        max_bytes
+    ))
+}
+
+fn over_quota(room: u64) -> ApiError {
+    ApiError::PayloadTooLarge(format!(
+        "Upload quota exceeded: {room} bytes left of your quota"
+    ))
+}
+
+/// Reads the `file` field of a `multipart/form-data` body.
+pub async fn receive(
+    data: Data<'_>,
+    boundary: &str,
+    storage: &Storage,
+    max_bytes: u64,
+    room: u64,
+) -> Result<Received, ApiError> {
+    let limit = max_bytes.saturating_add(FRAMING_ALLOWANCE);
+    // One byte past the limit reaches multer, so that it reports the excess
+    // rather than a truncated body.
+    let stream = ReaderStream::new(data.open(limit.saturating_add(1).bytes()));
+    let constraints = Constraints::new().size_limit(
+        SizeLimit::new()
+            .whole_stream(limit)
+            .for_field("file", max_bytes.saturating_add(1)),
+    );
+    let mut multipart = Multipart::with_constraints(stream, boundary, constraints);
+    let mut received = None;
+    loop {
+        let field = match multipart.next_field().await {
+            Ok(Some(field)) => field,
+            Ok(None) => break,
+            Err(err) => return Err(multipart_error(err, max_bytes)),
+        };
+        match field.name() {
+            Some("file") if received.is_none() => {}
+            Some("file") => {
+                return Err(ApiError::validation(
+                    "body.file",
+                    "value_error",
+                    "Send one file per request",
+                ))
+            }
+            other => {
+                // As with JSON bodies, an unknown field is refused.
+                let name = other.unwrap_or_default();
+                return Err(ApiError::validation(
+                    format!("body.{name}"),
+                    "extra_forbidden",
+                    "Extra inputs are not permitted",
+                ));
+            }
+        }
+        received = Some(store(field, storage, max_bytes, room).await?);
+    }
+    let received = received.ok_or_else(|| {
+        ApiError::validation(
+            "body.file",
+            "missing",
+            "A file in the multipart field `file` is required",
+        )
+    })?;
+    if received.size == 0 {
+        return Err(ApiError::validation(
+            "body.file",
+            "value_error",
+            "The file is empty",
+        ));
+    }
+    Ok(received)
+}
+
+async fn store(
+    mut field: multer::Field<'_>,
+    storage: &Storage,
+    max_bytes: u64,
+    room: u64,
+) -> Result<Received, ApiError> {
+    let filename = field.file_name().map(str::to_owned);
+    let temp = TempFile {
+        path: storage.temp_path(),
+        keep: false,
+    };
+    let mut file = File::create(&temp.path).await.map_err(ApiError::internal)?;
+    let mut hasher = Sha256::new();
+    let mut size: u64 = 0;
+    let mut head = Vec::with_capacity(SNIFF_BYTES);
+    loop {
+        let chunk = match field.chunk().await {
+            Ok(Some(chunk)) => chunk,
+            Ok(None) => break,
+            Err(err) => return Err(multipart_error(err, max_bytes)),
+        };
+        size += chunk.len() as u64;
+        if size > max_bytes {
+            return Err(too_large(max_bytes));
+        }
+        if size > room {
+            return Err(over_quota(room));
+        }
+        if head.len() < SNIFF_BYTES {
+            let take = (SNIFF_BYTES - head.len()).min(chunk.len());
+            head.extend_from_slice(&chunk[..take]);
+        }
+        hasher.update(&chunk);
+        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+    }
+    file.sync_all().await.map_err(ApiError::internal)?;
+    let content_type = infer::get(&head)
+        .map_or("application/octet-stream", |kind| kind.mime_type())
+        .to_owned();
+    Ok(Received {
+        temp,
+        filename,
+        size,
+        sha256: crate::auth::tokens::hex(&hasher.finalize()),
+        content_type,
+    })
+}
+
+fn multipart_error(err: multer::Error, max_bytes: u64) -> ApiError {
+    match err {
+        multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
+            too_large(max_bytes)
+        }
+        other => ApiError::BadRequest(format!("Malformed multipart body: {other}")),
+    }
+}

@@ -1,0 +1,306 @@
+//! Welcome emails through the outbox, against a real SMTP server process
+//! (aiosmtpd, tests/smtp/sink.py).
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use rocket::figment::Figment;
+use rocket::http::Status;
+use rocket_db_pools::Database;
+use serde_json::json;
+
+use crate::helpers::{TestApp, PASSWORD};
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn python() -> String {
+    std::env::var("ROSTER_TEST_PYTHON").unwrap_or_else(|_| {
+        let venv = "/var/tmp/roster-venv/bin/python";
+        if std::path::Path::new(venv).exists() {
+            venv.into()
+        } else {
+            "python3".into()
+        }
+    })
+}
+
+/// An SMTP server process of this test's own.
+struct SmtpSink {
+    child: Child,
+    port: u16,
+    maildir: tempfile::TempDir,
+}
+
+impl SmtpSink {
+    fn start(refuse: bool) -> SmtpSink {
+        Self::start_on(free_port(), refuse)
+    }
+
+    fn start_on(port: u16, refuse: bool) -> SmtpSink {
+        use std::io::{BufRead, BufReader};
+        let maildir = tempfile::tempdir().unwrap();
+        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
+        let mut command = Command::new(python());
+        command
+            .arg(script)
+            .args(["--port", &port.to_string(), "--maildir"])
+            .arg(maildir.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if refuse {
+            command.arg("--refuse");
+        }
+        let mut child = command
+            .spawn()
+            .expect("python runs (tests/run installs aiosmtpd)");
+        let mut line = String::new();
+        BufReader::new(child.stdout.take().unwrap())
+            .read_line(&mut line)
+            .unwrap();
+        assert_eq!(
+            line.trim(),
+            "ready",
+            "the SMTP server did not start (is aiosmtpd installed?)"
+        );
+        SmtpSink {
+            child,
+            port,
+            maildir,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("smtp://127.0.0.1:{}", self.port)
+    }
+
+    fn messages(&self) -> Vec<String> {
+        let mut paths: Vec<_> = std::fs::read_dir(self.maildir.path())
+            .unwrap()
+            .filter_map(|e| e.ok().map(|e| e.path()))
+            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
+            .collect();
+        paths.sort();
+        paths
+            .iter()
+            .map(|p| std::fs::read_to_string(p).unwrap())
+            .collect()
+    }
+
+    async fn wait_for(&self, count: usize, within: Duration) -> Vec<String> {
+        let deadline = Instant::now() + within;
+        loop {
+            let messages = self.messages();
+            if messages.len() >= count || Instant::now() > deadline {
+                return messages;
+            }
+            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for SmtpSink {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn smtp(url: String, max_attempts: u32) -> impl FnOnce(Figment) -> Figment {
+    move |f| {
+        f.merge(("smtp.url", url))
+            .merge(("smtp.max_attempts", max_attempts))
+    }
+}
+
+async fn jobs(app: &TestApp) -> Vec<roster::db::outbox::JobStatus> {
+    let db = roster::db::Db::fetch(app.client.rocket()).unwrap();
+    let mut conn = db.acquire().await.unwrap();
+    roster::db::outbox::list(conn.conn()).await.unwrap()
+}
+
+async fn wait_for_status(
+    app: &TestApp,
+    status: &str,
+    within: Duration,
+) -> Vec<roster::db::outbox::JobStatus> {
+    let deadline = Instant::now() + within;
+    loop {
+        let jobs = jobs(app).await;
+        if jobs.iter().all(|j| j.status == status) || Instant::now() > deadline {
+            return jobs;
+        }
+        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|line| {
+        let (key, value) = line.split_once(':')?;
+        key.eq_ignore_ascii_case(name).then(|| value.trim())
+    })
+}
+
+#[rocket::async_test]
+async fn a_registration_sends_a_welcome_email_with_text_and_html() {
+    let sink = SmtpSink::start(false);
+    let app = TestApp::spawn_with(smtp(sink.url(), 10)).await;
+    app.register("alice").await;
+    let messages = sink.wait_for(1, Duration::from_secs(15)).await;
+    assert_eq!(messages.len(), 1);
+    let message = &messages[0];
+    assert_eq!(header(message, "Subject"), Some("User Registration"));
+    assert_eq!(header(message, "From"), Some("noreply@example.com"));
+    assert_eq!(header(message, "To"), Some("alice@example.com"));
+    assert!(header(message, "Message-ID").is_some_and(|id| id.starts_with("<roster-outbox-")));
+    assert!(message.contains("multipart/alternative"), "{message}");
+    assert!(
+        message.contains("text/plain") && message.contains("text/html"),
+        "{message}"
+    );
+    assert!(
+        message.matches("Hello alice").count() >= 2,
+        "both parts greet the user: {message}"
+    );
+    assert!(!message.contains(PASSWORD), "no password in an email");
+    let jobs = wait_for_status(&app, "sent", Duration::from_secs(5)).await;
+    assert_eq!(
+        (jobs.len(), jobs[0].status.as_str(), jobs[0].attempts),
+        (1, "sent", 1)
+    );
+}
+
+#[rocket::async_test]
+async fn a_failed_registration_queues_and_sends_nothing() {
+    let sink = SmtpSink::start(false);
+    let app = TestApp::spawn_with(smtp(sink.url(), 10)).await;
+    app.register("alice").await;
+    let refused = [
+        json!({"username": "ALICE", "email": "other@example.com", "password": PASSWORD}),
+        json!({"username": "bob", "email": "not-an-email", "password": PASSWORD}),
+    ];
+    for body in refused {
+        assert!(app.post("/api/v1/users", &body).await.status.code >= 400);
+    }
+    let messages = sink.wait_for(2, Duration::from_secs(3)).await;
+    assert_eq!(messages.len(), 1, "only alice's email");
+    assert_eq!(jobs(&app).await.len(), 1, "only alice's job");
+}
+
+#[rocket::async_test]
+async fn an_email_queued_while_smtp_is_down_arrives_once_it_is_back() {
+    let port = free_port();
+    let app = TestApp::spawn_with(smtp(format!("smtp://127.0.0.1:{port}"), 10)).await;
+    app.register("alice").await;
+    rocket::tokio::time::sleep(Duration::from_millis(1500)).await;
+    let pending = jobs(&app).await;
+    assert_eq!(pending[0].status, "pending");
+    assert!(
+        pending[0].attempts >= 1 && pending[0].last_error.is_some(),
+        "{pending:?}"
+    );
+    let sink = SmtpSink::start_on(port, false);
+    let messages = sink.wait_for(1, Duration::from_secs(20)).await;
+    assert_eq!(messages.len(), 1, "delivered after the server came back");
+    let sent = wait_for_status(&app, "sent", Duration::from_secs(5)).await;
+    assert!(sent[0].attempts >= 2, "{sent:?}");
+}
+
+#[rocket::async_test]
+async fn a_permanently_refusing_server_makes_the_job_dead_after_max_attempts() {
+    let sink = SmtpSink::start(true);
+    let app = TestApp::spawn_with(smtp(sink.url(), 3)).await;
+    app.register("alice").await;
+    let jobs = wait_for_status(&app, "dead", Duration::from_secs(20)).await;
+    assert_eq!(jobs[0].status, "dead", "{jobs:?}");
+    assert_eq!(jobs[0].attempts, 3);
+    assert!(
+        jobs[0]
+            .last_error
+            .as_deref()
+            .unwrap_or_default()
+            .contains("550"),
+        "{jobs:?}"
+    );
+    assert!(sink.messages().is_empty());
+    // The user is there all the same: mail never fails a registration.
+    assert_eq!(app.login("alice", PASSWORD).await.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn without_smtp_the_email_is_logged_and_the_job_done() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let jobs = wait_for_status(&app, "sent", Duration::from_secs(10)).await;
+    assert_eq!(jobs[0].status, "sent");
+}
+
+#[rocket::async_test]
+async fn registration_does_not_wait_for_smtp() {
+    // A server that accepts connections and never says a word.
+    let silent = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = silent.local_addr().unwrap().port();
+    let holder = std::thread::spawn(move || {
+        let held: Vec<_> = silent.incoming().take(2).filter_map(Result::ok).collect();
+        std::thread::sleep(Duration::from_secs(30));
+        drop(held);
+    });
+    let app = TestApp::spawn_with(smtp(format!("smtp://127.0.0.1:{port}"), 10)).await;
+    let created = app.register("alice").await;
+    assert_eq!(
+        created["username"], "alice",
+        "answered while the email is stuck"
+    );
+    rocket::tokio::time::sleep(Duration::from_millis(500)).await;
+    assert_eq!(jobs(&app).await[0].status, "pending");
+    drop(holder);
+}
+
+#[rocket::async_test]
+async fn two_workers_on_one_database_deliver_100_emails_exactly_once() {
+    let sink = SmtpSink::start(false);
+    let first = TestApp::spawn_with(smtp(sink.url(), 10)).await;
+    let second = first.spawn_sharing(smtp(sink.url(), 10)).await;
+    let db = roster::db::Db::fetch(first.client.rocket()).unwrap();
+    let mut tx = db.begin().await.unwrap();
+    for i in 0..100 {
+        let payload = json!({"user_id": i, "username": format!("bulk{i}"), "email": format!("bulk{i}@example.com")});
+        roster::db::outbox::enqueue(
+            tx.conn(),
+            roster::mail::WELCOME_EMAIL,
+            &payload.to_string(),
+            roster::db::now(),
+        )
+        .await
+        .unwrap();
+    }
+    tx.commit().await.unwrap();
+    let messages = sink.wait_for(100, Duration::from_secs(60)).await;
+    let jobs = wait_for_status(&first, "sent", Duration::from_secs(10)).await;
+    assert!(
+        jobs.iter().all(|j| j.status == "sent" && j.attempts == 1),
+        "{jobs:?}"
+    );
+    rocket::tokio::time::sleep(Duration::from_millis(500)).await;
+    let messages = if messages.len() == 100 {
+        sink.messages()
+    } else {
+        messages
+    };
+    let mut ids: Vec<&str> = messages
+        .iter()
+        .filter_map(|m| header(m, "Message-ID"))
+        .collect();
+    ids.sort_unstable();
+    let total = ids.len();
+    ids.dedup();
+    assert_eq!((total, ids.len()), (100, 100), "each email exactly once");
+    drop(second);
+}

@@ -54,6 +54,7 @@ pub fn build_rocket(figment: Figment) -> Rocket<Build> {
     );
     let rocket = rocket::custom(figment)
         .attach(RequestIdFairing)
+        .attach(fairings::request_limits::RequestLimits)
         .attach(AdHoc::try_on_ignite("Settings", load_settings))
         .attach(Db::init())
         .attach(AdHoc::try_on_ignite("Database migrations", migrate))

@@ -212,9 +212,17 @@ impl DbPool {
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .disable_statement_logging();
                 create_parent_dir(&connect.clone().get_filename())?;
-                Ok(DbPool::Sqlite(
-                    pool_options(config).connect_with(connect).await?,
-                ))
+                // sqlx runs each SQLite connection on a thread of its own and
+                // every statement hops to it and back: more connections than
+                // twice the cores only add thread switching (measured in
+                // bench/), and writers queue on one lock anyway. A connection
+                // to a local file does not go stale, so no ping before use.
+                let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
+                let max = config.max_connections.min(cores * 2).max(1) as u32;
+                let options = pool_options(config)
+                    .max_connections(max)
+                    .test_before_acquire(false);
+                Ok(DbPool::Sqlite(options.connect_with(connect).await?))
             }
             Backend::Postgres => {
                 let connect = PgConnectOptions::from_str(&config.url)?

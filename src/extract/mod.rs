@@ -8,7 +8,7 @@ mod query;
 pub use json::{json_request_body, parse_json_body, read_limited, OptionalJson, ValidJson};
 pub use path::{Id, UploadId};
 pub use query::form_errors;
-pub use query::{Paging, ValidQuery};
+pub use query::{Flag, Paging, ValidQuery};
 
 use validator::{ValidationErrors, ValidationErrorsKind};
 

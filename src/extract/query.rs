@@ -164,3 +164,44 @@ impl<'v, T: FromForm<'v> + Validate + JsonSchema> OpenApiFromForm<'v> for ValidQ
             .collect())
     }
 }
+
+/// A query-string boolean: exactly `true` or `false` (Rocket's own `bool`
+/// also takes `on`, `yes`, `1` and an empty value, which the documents do
+/// not allow).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Flag(pub bool);
+
+#[rocket::async_trait]
+impl<'v> rocket::form::FromFormField<'v> for Flag {
+    fn from_value(field: ValueField<'v>) -> form::Result<'v, Self> {
+        match field.value {
+            "true" => Ok(Flag(true)),
+            "false" => Ok(Flag(false)),
+            // An error of Rocket's own kind for booleans, so that it reads
+            // as `type_error` like any other mistyped value.
+            _ => Err(form::Error::from(ErrorKind::Bool(
+                "not a boolean".parse::<bool>().unwrap_err(),
+            ))
+            .with_name(field.name)
+            .into()),
+        }
+    }
+
+    fn default() -> Option<Self> {
+        Some(Flag(false))
+    }
+}
+
+impl JsonSchema for Flag {
+    fn schema_name() -> String {
+        "Flag".to_owned()
+    }
+
+    fn json_schema(gen: &mut schemars::gen::SchemaGenerator) -> Schema {
+        bool::json_schema(gen)
+    }
+
+    fn is_referenceable() -> bool {
+        false
+    }
+}

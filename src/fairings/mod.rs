@@ -6,3 +6,4 @@ pub mod cors;
 pub mod rate_limit;
 pub mod reject;
 pub mod request_id;
+pub mod request_limits;

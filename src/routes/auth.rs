@@ -23,7 +23,7 @@ use crate::db::{now, sessions, Db, DbPool, Tx};
 use crate::domain::auth::{LoginForm, LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 use crate::error::{stash, ApiError};
 use crate::extract::{
-    form_errors, parse_json_body, read_limited, OptionalJson, ValidJson, ValidQuery,
+    form_errors, parse_json_body, read_limited, Flag, OptionalJson, ValidJson, ValidQuery,
 };
 use crate::fairings::rate_limit::RateLimits;
 
@@ -241,9 +241,8 @@ pub async fn refresh(
 #[derive(Debug, FromForm, JsonSchema, Validate)]
 pub struct LogoutQuery {
     /// End every session of the user, not just this one.
-    #[field(default = false)]
     #[serde(default)]
-    pub all: bool,
+    pub all: Flag,
 }
 
 /// Sign out: end this session (or the one of `refresh_token`), or with
@@ -256,7 +255,7 @@ pub async fn logout(
     query: ValidQuery<LogoutQuery>,
     body: OptionalJson<LogoutRequest>,
 ) -> Result<NoContent, ApiError> {
-    let all = query.into_inner()?.all;
+    let all = query.into_inner()?.all.0;
     let now = now();
     let mut tx = db.begin().await?;
     if all {

@@ -12,7 +12,7 @@ use crate::db::{users, Db};
 use crate::domain::user::UserResponse;
 use crate::domain::Invalid;
 use crate::error::ApiError;
-use crate::extract::ValidQuery;
+use crate::extract::{Flag, ValidQuery};
 
 /// A cursor is the last id of a page in base 36: short, opaque to clients,
 /// and every string of the documented pattern names a position.
@@ -60,9 +60,8 @@ fn valid_cursor(cursor: &str) -> Result<(), ValidationError> {
 #[derive(Debug, FromForm, JsonSchema, Validate)]
 pub struct V2Query {
     /// Include deactivated users (admins only).
-    #[field(default = false)]
     #[serde(default)]
-    pub include_inactive: bool,
+    pub include_inactive: Flag,
     /// How many users to return, 1–100.
     #[field(default = 10)]
     #[validate(range(min = 1, max = 100))]
@@ -102,7 +101,7 @@ pub async fn list_users(
     query: ValidQuery<V2Query>,
 ) -> Result<Json<UserPage>, ApiError> {
     let query = query.into_inner()?;
-    if query.include_inactive && !auth.is_admin() {
+    if query.include_inactive.0 && !auth.is_admin() {
         return Err(ApiError::Forbidden(
             "Only an admin may list inactive users".into(),
         ));
@@ -110,8 +109,13 @@ pub async fn list_users(
     let after = query.cursor.as_deref().and_then(decode_cursor).unwrap_or(0);
     let mut conn = db.acquire().await?;
     // One row more than asked tells whether another page exists.
-    let mut page =
-        users::list_after(conn.conn(), after, query.include_inactive, query.limit + 1).await?;
+    let mut page = users::list_after(
+        conn.conn(),
+        after,
+        query.include_inactive.0,
+        query.limit + 1,
+    )
+    .await?;
     let more = page.len() as i64 > query.limit;
     page.truncate(query.limit as usize);
     let next_cursor = match page.last() {
@@ -121,7 +125,7 @@ pub async fn list_users(
     Ok(Json(UserPage {
         version: "2.0",
         users: page.iter().map(UserResponse::from).collect(),
-        includes_inactive: query.include_inactive,
+        includes_inactive: query.include_inactive.0,
         next_cursor,
     }))
 }

@@ -548,13 +548,17 @@ async fn logout_all_ends_every_session_of_the_user() {
         app.get_as(&again, "/api/v1/users/me").await.status,
         Status::Ok
     );
-    let bad = app
-        .call(&again, "POST", "/api/v1/auth/logout?all=maybe", None)
-        .await;
-    assert_eq!(
-        bad.field_errors(),
-        vec![("query.all".into(), "type_error".into())]
-    );
+    for query in ["all=maybe", "all=", "all=on"] {
+        let path = format!("/api/v1/auth/logout?{query}");
+        let bad = app.call(&again, "POST", &path, None).await;
+        assert_eq!(
+            bad.field_errors(),
+            vec![("query.all".into(), "type_error".into())],
+            "{query}"
+        );
+    }
+    let still = app.get_as(&again, "/api/v1/users/me").await;
+    assert_eq!(still.status, Status::Ok, "nothing was logged out");
 }
 
 #[rocket::async_test]

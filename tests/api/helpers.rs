@@ -281,6 +281,26 @@ impl TestApp {
         self.sign_in(username).await
     }
 
+    /// Sends raw bytes with any method, content type and headers.
+    pub async fn send_raw(
+        &self,
+        method: &str,
+        path: &str,
+        content_type: Option<&str>,
+        body: &[u8],
+        headers: &[(&str, &str)],
+    ) -> Reply {
+        let method = method.parse().expect("method");
+        let mut req = self.client.req(method, path.to_owned()).body(body);
+        if let Some(ct) = content_type {
+            req = req.header(Header::new("Content-Type", ct.to_owned()));
+        }
+        for (name, value) in headers {
+            req = req.header(Header::new(name.to_string(), value.to_string()));
+        }
+        read(req.dispatch().await).await
+    }
+
     /// Sends a raw body with the given content type.
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
         let mut req = self.client.post(path.to_owned()).body(body);

@@ -7,6 +7,7 @@ mod docs;
 mod errors;
 mod health;
 mod helpers;
+mod hostile;
 mod limits;
 mod mail;
 mod search;

@@ -95,6 +95,8 @@ async fn bad_cursors_and_limits_are_422() {
         ("?limit=0", "query.limit"),
         ("?limit=101", "query.limit"),
         ("?include_inactive=perhaps", "query.include_inactive"),
+        ("?include_inactive=", "query.include_inactive"),
+        ("?include_inactive=1", "query.include_inactive"),
     ];
     for (query, field) in cases {
         let reply = app.get_as(&viewer, &format!("/api/v2/users{query}")).await;

@@ -1,0 +1,511 @@
+#!/usr/bin/env python3
+"""Roster's benchmark: the release binary on a fresh database with 10,000
+users, driven over loopback by wrk at 64 connections, one scenario at a time.
+
+Scenarios (Roster's paths; the FastAPI peer's in brackets):
+  a  GET /health/live                       the framework ceiling
+  b  GET /api/v1/users/{id}   [/users/{id}]  bearer token
+  c  GET /api/v1/users?limit=10  [/users?skip=0&limit=10]
+  d  GET /api/v1/users/me     [/users/me]
+  e  GET /api/v2/users?limit=10 first page vs a deep cursor, and
+     GET /api/v1/users?skip=0 vs skip=9990: how cost grows with depth
+  f  POST /api/v1/auth/login  [/auth/login]  bcrypt-bound, against the
+     ceiling cores / one-hash-time measured in the same run
+  g  b again while f runs on other connections
+  h  a and b with the rate-limit fairing off: what the fairings cost
+
+For each: requests/s, p50 and p99 latency, errors (non-2xx and socket
+errors), and the server's peak RSS during the scenario. Prints a Markdown
+table and writes bench/results.json and bench/RESULTS.md.
+Standard library only; needs wrk and, with --compare, python3-venv.
+"""
+
+import argparse
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from urllib import request as urlrequest
+
+ROOT = Path(__file__).resolve().parent.parent
+PEER = ROOT.parent / "shared" / "peers" / "fastapi-ref"
+USERS = 10_000
+PASSWORD = "Passw0rd1"
+SECRET = "bench-secret-0123456789abcdef0123456789"
+NO_LIMITS = "{per_minute=1000000000,login_per_minute=1000000000,register_per_minute=1000000000}"
+
+WRK_SCRIPT = r"""
+local method, body, token = os.getenv("WRK_METHOD"), os.getenv("WRK_BODY"), os.getenv("WRK_TOKEN")
+wrk.method = method or "GET"
+if body and body ~= "" then
+  wrk.body = body
+  wrk.headers["Content-Type"] = "application/json"
+end
+if token and token ~= "" then wrk.headers["Authorization"] = "Bearer " .. token end
+local non2xx = 0
+function response(status, headers, body)
+  if status < 200 or status > 299 then non2xx = non2xx + 1 end
+end
+function done(summary, latency, requests)
+  local e = summary.errors
+  io.write(string.format(
+    'WRKJSON {"requests":%d,"duration_us":%d,"p50_us":%d,"p99_us":%d,"socket_errors":%d}\n',
+    summary.requests, summary.duration, latency:percentile(50), latency:percentile(99),
+    e.connect + e.read + e.write + e.timeout + e.status))
+end
+"""
+# `response` runs in each wrk thread; the non-2xx count comes from wrk's own
+# "Non-2xx or 3xx responses" line instead.
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def http(method, url, body=None, token=None, form=False):
+    data = None
+    headers = {}
+    if body is not None:
+        if form:
+            data = "&".join(f"{k}={v}" for k, v in body.items()).encode()
+            headers["Content-Type"] = "application/x-www-form-urlencoded"
+        else:
+            data = json.dumps(body).encode()
+            headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urlrequest.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urlrequest.urlopen(req, timeout=60) as reply:
+            return reply.status, json.loads(reply.read() or b"null")
+    except urlrequest.HTTPError as err:
+        return err.code, json.loads(err.read() or b"null")
+
+
+def wait_live(url, process, seconds=120):
+    deadline = time.time() + seconds
+    while time.time() < deadline:
+        if process.poll() is not None:
+            raise SystemExit(f"server exited early with {process.returncode}")
+        try:
+            with urlrequest.urlopen(url, timeout=1) as reply:
+                if reply.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    raise SystemExit(f"{url} never answered")
+
+
+class RssSampler:
+    """Peak RSS (KiB) of a process tree while a scenario runs."""
+
+    def __init__(self, pid):
+        self.pid = pid
+        self.peak = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _tree(self):
+        pids = [self.pid]
+        try:
+            pids += [int(p) for p in subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True).stdout.split()]
+        except OSError:
+            pass
+        return pids
+
+    def sample(self):
+        total = 0
+        for pid in self._tree():
+            try:
+                for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+                    if line.startswith("VmRSS:"):
+                        total += int(line.split()[1])
+            except OSError:
+                pass
+        self.peak = max(self.peak, total)
+        return total
+
+    def _run(self):
+        while not self._stop.is_set():
+            self.sample()
+            time.sleep(0.1)
+
+    def __enter__(self):
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.sample()
+
+
+def wrk(url, *, connections, duration, token=None, method="GET", body=None, threads=2, script=None):
+    env = dict(os.environ, WRK_METHOD=method, WRK_BODY=json.dumps(body) if body else "", WRK_TOKEN=token or "")
+    out = subprocess.run(
+        ["wrk", f"-t{min(threads, connections)}", f"-c{connections}", f"-d{duration}", "--timeout", "30s", "-s", script, url],
+        capture_output=True, text=True, env=env, check=True,
+    ).stdout
+    line = next(l for l in out.splitlines() if l.startswith("WRKJSON "))
+    stats = json.loads(line[len("WRKJSON "):])
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    stats["errors"] = stats.pop("socket_errors") + (int(non2xx.group(1)) if non2xx else 0)
+    stats["rps"] = stats["requests"] / (stats["duration_us"] / 1e6)
+    stats["p50_ms"] = stats.pop("p50_us") / 1000
+    stats["p99_ms"] = stats.pop("p99_us") / 1000
+    return stats
+
+
+class Roster:
+    name = "roster"
+
+    def __init__(self, binary, workdir, database_url, extra_env=None):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.database_url = database_url
+        env = dict(
+            os.environ,
+            ROCKET_PORT=str(self.port),
+            ROCKET_ADDRESS="127.0.0.1",
+            ROCKET_PROFILE="release",
+            ROCKET_JWT_SECRET=SECRET,
+            ROCKET_LOG_LEVEL="off",
+            ROCKET_RATE_LIMIT=NO_LIMITS,
+            ROCKET_UPLOAD=f'{{dir="{workdir}/uploads"}}',
+            DATABASE_URL=database_url,
+        )
+        env.pop("ROCKET_CONFIG", None)
+        env.update(extra_env or {})
+        self.process = subprocess.Popen([binary], cwd=workdir, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_live(f"{self.base}/health/live", self.process)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        self.process.wait(timeout=60)
+
+    def seed(self):
+        status, _ = http("POST", f"{self.base}/api/v1/users", {"username": "benchseed", "email": "seed@example.com", "password": PASSWORD})
+        assert status == 201, status
+        now = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+        if self.database_url.startswith("sqlite"):
+            import sqlite3
+
+            path = self.database_url.split("://", 1)[1].split("?", 1)[0]
+            db = sqlite3.connect(path, timeout=30)
+            db.execute(
+                "WITH RECURSIVE seq(n) AS (SELECT 1 UNION ALL SELECT n + 1 FROM seq WHERE n < ?) "
+                "INSERT INTO users (username, email, password_hash, age, role, is_active, token_version, created_at, updated_at) "
+                "SELECT printf('user%05d', n), printf('user%05d@example.com', n), "
+                "(SELECT password_hash FROM users WHERE username = 'benchseed'), 18 + n % 60, 'user', n % 50 != 0, 0, ?, ? FROM seq",
+                (USERS, now, now),
+            )
+            db.commit()
+            db.execute("PRAGMA optimize")
+            db.close()
+        else:
+            sql = (
+                "INSERT INTO users (username, email, password_hash, age, role, is_active, token_version, created_at, updated_at) "
+                f"SELECT format('user%s', lpad(n::text, 5, '0')), format('user%s@example.com', lpad(n::text, 5, '0')), "
+                f"(SELECT password_hash FROM users WHERE username = 'benchseed'), 18 + n % 60, 'user', n % 50 <> 0, 0, '{now}', '{now}' "
+                f"FROM generate_series(1, {USERS}) AS n; ANALYZE users;"
+            )
+            subprocess.run(["psql", self.database_url, "-qc", sql], check=True)
+
+    def token(self, username):
+        status, body = http("POST", f"{self.base}/api/v1/auth/login", {"username": username, "password": PASSWORD})
+        assert status == 200, (status, body)
+        return body["access_token"]
+
+    def paths(self, user_id):
+        return {
+            "a": "/health/live",
+            "b": f"/api/v1/users/{user_id}",
+            "c": "/api/v1/users?limit=10",
+            "d": "/api/v1/users/me",
+            "f": "/api/v1/auth/login",
+        }
+
+
+class Peer:
+    """The tutorial's FastAPI app, run the way its README says (2 workers)."""
+
+    name = "fastapi"
+
+    def __init__(self, workdir):
+        self.dir = Path(workdir) / "fastapi-ref"
+        shutil.copytree(PEER, self.dir, ignore=shutil.ignore_patterns(".venv", "*.db", "__pycache__"))
+        venv = Path(os.environ.get("ROSTER_PEER_VENV", "/var/tmp/roster-peer-venv"))
+        stamp = venv / ".requirements"
+        requirements = (self.dir / "requirements.txt").read_text()
+        if not (venv / "bin" / "python").exists() or not stamp.exists() or stamp.read_text() != requirements:
+            subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
+            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(self.dir / "requirements.txt")], check=True)
+            stamp.write_text(requirements)
+        self.python = str(venv / "bin" / "python")
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.env = dict(os.environ, SECRET_KEY=SECRET, PYTHON=self.python, DATABASE_URL=f"sqlite+aiosqlite:///{self.dir}/ref.db")
+        subprocess.run([self.python, "seed.py", str(USERS), PASSWORD], cwd=self.dir, env=self.env, check=True, capture_output=True)
+        self.process = subprocess.Popen(["./run.sh", str(self.port), "2"], cwd=self.dir, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_live(f"{self.base}/docs", self.process)
+
+    def stop(self):
+        self.process.send_signal(signal.SIGTERM)
+        try:
+            self.process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+
+    def token(self, username):
+        status, body = http("POST", f"{self.base}/auth/login", {"username": username.replace("user0", "user", 1), "password": PASSWORD})
+        assert status == 200, (status, body)
+        return body["access_token"]
+
+    def paths(self, user_id):
+        return {
+            "b": f"/users/{user_id}",
+            "c": "/users?skip=0&limit=10",
+            "d": "/users/me",
+            "f": "/auth/login",
+        }
+
+
+def base36(n):
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = ""
+    while True:
+        out = digits[n % 36] + out
+        n //= 36
+        if n == 0:
+            return out
+
+
+def run_scenarios(server, script, duration, connections, only_peer_set=False):
+    """Runs the scenarios on one server; returns {label: stats}."""
+    results = {}
+    login_user = "user00501"
+    token = server.token(login_user)
+    user_id = 5003  # user05002: active (every 50th seeded user is not)
+    paths = server.paths(user_id)
+    login_body = {"username": login_user if server.name == "roster" else "user0501", "password": PASSWORD}
+
+    def measure(label, path, **kw):
+        with RssSampler(server.process.pid) as rss:
+            stats = wrk(server.base + path, connections=connections, duration=duration, script=script, **kw)
+        stats["peak_rss_mib"] = rss.peak / 1024
+        results[label] = stats
+        print(f"  {server.name:8} {label:18} {stats['rps']:10.1f} req/s  p50 {stats['p50_ms']:8.2f} ms  p99 {stats['p99_ms']:8.2f} ms  errors {stats['errors']}  rss {stats['peak_rss_mib']:.1f} MiB", flush=True)
+        return stats
+
+    if "a" in paths:
+        measure("a health", paths["a"])
+    measure("b user by id", paths["b"], token=token)
+    measure("c list", paths["c"], token=token)
+    measure("d me", paths["d"], token=token)
+    if server.name == "roster":
+        measure("e v2 first page", "/api/v2/users?limit=10", token=token)
+        measure("e v2 deep cursor", f"/api/v2/users?limit=10&cursor={base36(9990)}", token=token)
+        measure("e v1 skip=0", "/api/v1/users?skip=0&limit=10", token=token)
+        measure("e v1 skip=9990", "/api/v1/users?skip=9990&limit=10", token=token)
+        # One connection: the time of one login is the time of one hash.
+        one = wrk(server.base + paths["f"], connections=1, threads=1, duration=duration, script=script, method="POST", body=login_body)
+        results["f one hash"] = one
+        cores = os.cpu_count() or 1
+        results["f ceiling"] = {"rps": cores / (one["p50_ms"] / 1000), "one_hash_ms": one["p50_ms"], "cores": cores}
+        print(f"  one login alone: {one['p50_ms']:.1f} ms; ceiling {results['f ceiling']['rps']:.1f} logins/s on {cores} cores")
+    measure("f login", paths["f"], method="POST", body=login_body)
+    if server.name == "roster":
+        # g: reads on half the connections while logins flood the other half.
+        half = max(1, connections // 2)
+        flood = threading.Thread(target=lambda: wrk(server.base + paths["f"], connections=half, duration=duration, script=script, method="POST", body=login_body))
+        flood.start()
+        time.sleep(0.5)
+        with RssSampler(server.process.pid) as rss:
+            stats = wrk(server.base + paths["b"], connections=half, duration=duration, script=script, token=token)
+        flood.join()
+        stats["peak_rss_mib"] = rss.peak / 1024
+        results["g reads during logins"] = stats
+        print(f"  {server.name:8} g reads during logins {stats['rps']:10.1f} req/s  p50 {stats['p50_ms']:.2f} ms  p99 {stats['p99_ms']:.2f} ms  errors {stats['errors']}")
+    results["_token_user"] = login_user
+    return results
+
+
+def verdicts(roster, peer, fairings):
+    rows = []
+
+    def add(target, ok, detail):
+        rows.append((target, "met" if ok else "NOT met", detail))
+
+    for key, label in (("b user by id", "b"), ("c list", "c"), ("d me", "d")):
+        s = roster[key]
+        add(f"({label}) p99 under 10 ms", s["p99_ms"] < 10, f"{s['p99_ms']:.2f} ms")
+        if peer:
+            ratio = s["rps"] / peer[key]["rps"]
+            add(f"({label}) at least 10x the FastAPI peer", ratio >= 10, f"{ratio:.1f}x")
+    ab = roster["b user by id"]["rps"] / roster["a health"]["rps"]
+    add("(b) at least 50 % of (a)", ab >= 0.5, f"{ab * 100:.0f} %")
+    deep = roster["e v2 deep cursor"]["p50_ms"] / max(roster["e v2 first page"]["p50_ms"], 1e-6)
+    deep_rps = roster["e v2 first page"]["rps"] / roster["e v2 deep cursor"]["rps"]
+    add("(e) deep v2 page costs at most 1.5x the first", max(deep, deep_rps) <= 1.5, f"{deep_rps:.2f}x time per request")
+    fr = roster["f login"]["rps"] / roster["f ceiling"]["rps"]
+    add("(f) at least 90 % of the bcrypt ceiling", fr >= 0.9, f"{fr * 100:.0f} % ({roster['f login']['rps']:.1f} of {roster['f ceiling']['rps']:.1f}/s)")
+    g = roster["g reads during logins"]["p99_ms"] / roster["b user by id"]["p99_ms"]
+    add("(g) reads' p99 under 3x their p99 in (b)", g < 3, f"{g:.2f}x")
+    peak = max(v.get("peak_rss_mib", 0) for k, v in roster.items() if isinstance(v, dict))
+    add("peak RSS under 64 MiB", peak < 64, f"{peak:.1f} MiB")
+    for key, label in (("a health", "a"), ("b user by id", "b")):
+        share = fairings[key]["on_rps"] / fairings[key]["off_rps"]
+        add(f"({label}) with the rate-limit fairing within 10 % of without", share >= 0.9, f"{share * 100:.0f} %")
+    return rows
+
+
+def table(roster, peer, fairings):
+    lines = ["| scenario | req/s | p50 ms | p99 ms | errors | peak RSS MiB |" + (" FastAPI req/s | FastAPI p99 ms | Roster / FastAPI |" if peer else ""),
+             "|---|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if peer else "")]
+    for key, s in roster.items():
+        if key.startswith("_") or key == "f ceiling" or key == "f one hash":
+            continue
+        row = f"| {key} | {s['rps']:.1f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['errors']} | {s.get('peak_rss_mib', 0):.1f} |"
+        if peer:
+            p = peer.get(key)
+            row += f" {p['rps']:.1f} | {p['p99_ms']:.2f} | {s['rps'] / p['rps']:.1f}x |" if p else " | | |"
+        lines.append(row)
+    c = roster["f ceiling"]
+    lines.append(f"\nbcrypt: one login alone takes {c['one_hash_ms']:.1f} ms (p50, one connection), so the ceiling on {c['cores']} cores is {c['rps']:.1f} logins/s.")
+    if fairings:
+        lines.append("\nFairing cost (h): two servers, the rate-limit fairing on and off (`rate_limit.enabled = false`), runs interleaved, medians of three:\n")
+        lines.append("| scenario | on req/s | off req/s | on / off |")
+        lines.append("|---|---:|---:|---:|")
+        for key in ("a health", "b user by id"):
+            on, off = fairings[key]["on_rps"], fairings[key]["off_rps"]
+            lines.append(f"| {key} | {on:.1f} | {off:.1f} | {on / off * 100:.0f} % |")
+    return "\n".join(lines)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--postgres", action="store_true", help="PostgreSQL (ROSTER_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)")
+    parser.add_argument("--compare", action="store_true", help="also run the FastAPI peer on the same data")
+    parser.add_argument("--duration", default="10s")
+    parser.add_argument("--connections", type=int, default=64)
+    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
+    parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
+    args = parser.parse_args()
+
+    script_file = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
+    script_file.write(WRK_SCRIPT)
+    script_file.close()
+    workdir = tempfile.mkdtemp(prefix="roster-bench-")
+    backend = "PostgreSQL" if args.postgres else "SQLite"
+    admin_url = os.environ.get("ROSTER_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
+    bench_db = f"roster_bench_{os.getpid()}"
+
+    def database_url():
+        if not args.postgres:
+            return f"sqlite://{workdir}/bench-{time.monotonic_ns()}.db?mode=rwc"
+        subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"], check=True)
+        subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {bench_db}"], check=True)
+        return re.sub(r"/[^/?]+(\?|$)", rf"/{bench_db}\1", admin_url, count=1)
+
+    try:
+        print(f"Roster on {backend}:", flush=True)
+        server = Roster(args.binary, workdir, database_url())
+        try:
+            server.seed()
+            roster = run_scenarios(server, script_file.name, args.duration, args.connections)
+        finally:
+            server.stop()
+
+        # The machine is noisy: the fairing's cost is measured with both
+        # servers up, runs interleaved, medians of three.
+        print("Rate-limit fairing on and off, interleaved:", flush=True)
+        on = Roster(args.binary, workdir, database_url())
+        off = Roster(args.binary, workdir, database_url(), {"ROCKET_RATE_LIMIT": "{enabled=false}"})
+        fairings = {}
+        try:
+            for server in (on, off):
+                server.seed()
+            tokens = {on: on.token("user00501"), off: off.token("user00501")}
+            for key, path, needs_token in (("a health", "/health/live", False), ("b user by id", "/api/v1/users/5003", True)):
+                runs = {"on": [], "off": []}
+                for _ in range(3):
+                    for label, server in (("on", on), ("off", off)):
+                        stats = wrk(server.base + path, connections=args.connections, duration=args.duration,
+                                    script=script_file.name, token=tokens[server] if needs_token else None)
+                        runs[label].append(stats["rps"])
+                median = lambda xs: sorted(xs)[len(xs) // 2]
+                fairings[key] = {"on_rps": median(runs["on"]), "off_rps": median(runs["off"]), "runs": runs}
+                print(f"  {key:18} on {fairings[key]['on_rps']:10.1f} req/s, off {fairings[key]['off_rps']:10.1f} req/s")
+        finally:
+            on.stop()
+            off.stop()
+
+        peer = None
+        if args.compare:
+            print("FastAPI peer (2 workers, SQLite):", flush=True)
+            peer_server = Peer(workdir)
+            try:
+                peer = run_scenarios(peer_server, script_file.name, args.duration, args.connections)
+            finally:
+                peer_server.stop()
+    finally:
+        os.unlink(script_file.name)
+        if args.postgres:
+            subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"], check=False)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+    rows = verdicts(roster, peer, fairings)
+    rendered = table(roster, peer, fairings)
+    targets = "\n".join(["| target | verdict | measured |", "|---|---|---|"] + [f"| {t} | {v} | {d} |" for t, v, d in rows])
+    print("\n" + rendered + "\n\n" + targets)
+
+    cpu = next((l.split(":", 1)[1].strip() for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("model name")), "unknown")
+    commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
+    rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
+    wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0] if shutil.which("wrk") else "?"
+    command = "bench/run " + " ".join(sys.argv[3:])
+    machine = f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB"
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    Path(args.json).write_text(json.dumps({"backend": backend, "when": stamp, "commit": commit, "machine": machine,
+                                           "duration": args.duration, "connections": args.connections,
+                                           "roster": roster, "fairings_off": fairings, "fastapi": peer,
+                                           "targets": [dict(zip(("target", "verdict", "measured"), r)) for r in rows]}, indent=2))
+    Path(args.out).write_text(f"""# Benchmark results
+
+Generated by `bench/run` — do not edit by hand; run it again.
+
+- Command: `{command.strip()}` (wrk, {args.connections} connections, {args.duration} per scenario, 2 threads)
+- When: {stamp}, commit `{commit}`
+- Backend: {backend}, {USERS:,} users seeded directly; bcrypt cost 12; rate limits set out of reach
+- Machine: {machine}; load generator on the same cores
+- Versions: {rustc}; {wrk_version}
+- Peer: {"the FastAPI reference app (uvicorn, 2 workers, SQLite) on the same data, in the same run" if peer else "not run (add --compare)"}
+
+## Scenarios
+
+{rendered}
+
+## Targets
+
+{targets}
+""")
+    print(f"\nwrote {args.out} and {args.json}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,409 @@
+#!/usr/bin/env python3
+"""Fault tests against the real release binary and real services.
+
+1. PostgreSQL (a private cluster on a free port) stopped while requests are
+   in flight: requests fail fast with 503 JSON, readiness is 503, and once it
+   is back the same process serves again.
+2. kill -9 during a stream of concurrent registrations, on SQLite and on
+   PostgreSQL: after a restart every registration that got a 201 is present
+   and can log in, and every user present is complete (it has its welcome
+   email job): nothing is half-written.
+3. SMTP and Redis unreachable: registration and every other route work;
+   the email waits to be retried and limits fail open, as documented.
+4. SIGTERM under load: requests in flight complete, the outbox worker stops,
+   the process exits 0.
+5. Abusive requests on the wire (huge or many headers, invalid UTF-8 in the
+   path and query, unknown methods): 4xx, never a 5xx or a crash.
+
+Usage: run.py --binary target/release/roster --postgres-url URL --artifacts DIR
+Only 127.0.0.1 is used. The shared PostgreSQL is never stopped: test 1 makes
+its own cluster with initdb, test 2 its own database.
+"""
+
+import argparse
+import glob
+import json
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from pathlib import Path
+from urllib import request as urlrequest
+
+PASSWORD = "Passw0rd1"
+SECRET = "faults-secret-0123456789abcdef0123456789"
+NO_LIMITS = "{per_minute=1000000000,login_per_minute=1000000000,register_per_minute=1000000000}"
+failures = []
+
+
+def check(condition, message):
+    print(("  ok   " if condition else "  FAIL ") + message, flush=True)
+    if not condition:
+        failures.append(message)
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def call(method, url, body=None, token=None, timeout=30):
+    headers = {}
+    data = None
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    req = urlrequest.Request(url, data=data, method=method, headers=headers)
+    try:
+        with urlrequest.urlopen(req, timeout=timeout) as reply:
+            raw = reply.read()
+            return reply.status, json.loads(raw) if raw else None
+    except urlrequest.HTTPError as err:
+        raw = err.read()
+        try:
+            return err.code, json.loads(raw)
+        except ValueError:
+            return err.code, raw
+    except OSError as err:
+        return 0, str(err)
+
+
+class Server:
+    def __init__(self, binary, workdir, database_url, env=None, log_name="server.log"):
+        self.binary, self.workdir, self.database_url = binary, workdir, database_url
+        self.extra = env or {}
+        self.log_path = Path(workdir) / log_name
+        self.start()
+
+    def start(self):
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = dict(os.environ, ROCKET_PORT=str(self.port), ROCKET_ADDRESS="127.0.0.1", ROCKET_PROFILE="release",
+                   ROCKET_JWT_SECRET=SECRET, ROCKET_LOG_LEVEL="normal", ROCKET_BCRYPT_COST="4",
+                   ROCKET_RATE_LIMIT=NO_LIMITS, ROCKET_UPLOAD=f'{{dir="{self.workdir}/uploads"}}',
+                   ROCKET_CLI_COLORS="false", DATABASE_URL=self.database_url)
+        env.update(self.extra)
+        self.log = open(self.log_path, "a")
+        self.process = subprocess.Popen([self.binary], cwd=self.workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 60
+        while time.time() < deadline:
+            if self.process.poll() is not None:
+                raise SystemExit(f"roster exited early; see {self.log_path}")
+            if call("GET", f"{self.base}/health/live", timeout=1)[0] == 200:
+                return
+            time.sleep(0.1)
+        raise SystemExit("roster did not start")
+
+    def stop(self):
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGTERM)
+            self.process.wait(timeout=60)
+
+    def register(self, name):
+        return call("POST", f"{self.base}/api/v1/users", {"username": name, "email": f"{name}@example.com", "password": PASSWORD})[0]
+
+    def token(self, name):
+        status, body = call("POST", f"{self.base}/api/v1/auth/login", {"username": name, "password": PASSWORD})
+        return body["access_token"] if status == 200 else None
+
+
+def pg_bin(tool):
+    found = sorted(glob.glob(f"/usr/lib/postgresql/*/bin/{tool}"))
+    if not found:
+        raise SystemExit(f"{tool} not found (PostgreSQL server binaries)")
+    return found[-1]
+
+
+class PrivatePostgres:
+    """A PostgreSQL cluster of this test's own, run as the postgres user."""
+
+    def __init__(self):
+        self.dir = tempfile.mkdtemp(prefix="roster-pg-")
+        shutil.chown(self.dir, "postgres")
+        self.port = free_port()
+        self.data = f"{self.dir}/data"
+        self._as_postgres([pg_bin("initdb"), "-D", self.data, "-A", "trust", "-U", "postgres"])
+        self.start()
+
+    def _as_postgres(self, argv):
+        subprocess.run(["runuser", "-u", "postgres", "--"] + argv, check=True, capture_output=True)
+
+    def start(self):
+        self._as_postgres([pg_bin("pg_ctl"), "-D", self.data, "-w", "-l", f"{self.dir}/log",
+                           "-o", f"-p {self.port} -k {self.dir} -c listen_addresses=127.0.0.1", "start"])
+
+    def stop(self):
+        self._as_postgres([pg_bin("pg_ctl"), "-D", self.data, "-w", "-m", "immediate", "stop"])
+
+    def url(self):
+        return f"postgres://postgres@127.0.0.1:{self.port}/postgres"
+
+    def destroy(self):
+        try:
+            self.stop()
+        except subprocess.CalledProcessError:
+            pass
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+def postgres_stopped_mid_flight(binary, workdir):
+    print("1. PostgreSQL stopped while requests are in flight")
+    pg = PrivatePostgres()
+    server = Server(binary, workdir, pg.url(), log_name="pg-stop.log")
+    try:
+        server.register("alice")
+        token = server.token("alice")
+        results = []
+        stop_at = time.time() + 1.0
+        done = threading.Event()
+
+        def hammer():
+            while not done.is_set():
+                started = time.time()
+                status, body = call("GET", f"{server.base}/api/v1/users/me", token=token, timeout=20)
+                results.append((started, time.time() - started, status, body))
+
+        threads = [threading.Thread(target=hammer) for _ in range(8)]
+        for t in threads:
+            t.start()
+        time.sleep(max(0, stop_at - time.time()))
+        pg.stop()
+        time.sleep(8)
+        ready_status, ready_body = call("GET", f"{server.base}/health/ready")
+        done.set()
+        for t in threads:
+            t.join()
+        after = [r for r in results if r[0] > stop_at + 0.5]
+        statuses = {r[2] for r in after}
+        slowest = max((r[1] for r in after), default=0)
+        check(after and statuses <= {503}, f"requests while PostgreSQL is down are 503 (saw {sorted(statuses)})")
+        check(all(isinstance(r[3], dict) and isinstance(r[3].get("detail"), str) for r in after), "each 503 is JSON {detail}")
+        check(slowest < 6, f"and fail fast: slowest {slowest:.1f} s")
+        check(500 not in {r[2] for r in results}, "no 500 at any time")
+        check(ready_status == 503, f"readiness is 503 while it is down ({ready_status})")
+        pg.start()
+        deadline = time.time() + 20
+        ready = 0
+        while time.time() < deadline:
+            ready = call("GET", f"{server.base}/health/ready")[0]
+            if ready == 200:
+                break
+            time.sleep(0.5)
+        me = call("GET", f"{server.base}/api/v1/users/me", token=token)[0]
+        check(ready == 200 and me == 200, f"after restart the same process serves again (ready {ready}, /me {me})")
+        check(server.process.poll() is None, "the process never exited")
+    finally:
+        server.stop()
+        pg.destroy()
+
+
+def users_and_jobs(database_url):
+    """(usernames, usernames with a welcome job) in the database."""
+    query_users = "SELECT username FROM users"
+    query_jobs = "SELECT payload FROM outbox WHERE kind = 'welcome_email'"
+    if database_url.startswith("sqlite"):
+        db = sqlite3.connect(database_url.split("://", 1)[1].split("?", 1)[0])
+        users = {r[0] for r in db.execute(query_users)}
+        jobs = [json.loads(r[0])["username"] for r in db.execute(query_jobs)]
+        db.close()
+    else:
+        out = lambda q: subprocess.run(["psql", database_url, "-qAtc", q], capture_output=True, text=True, check=True).stdout.splitlines()
+        users = set(out(query_users))
+        jobs = [json.loads(line)["username"] for line in out(query_jobs)]
+    return users, jobs
+
+
+def kill_during_registrations(binary, workdir, database_url, label):
+    print(f"2. kill -9 during concurrent registrations ({label})")
+    server = Server(binary, workdir, database_url, log_name=f"kill-{label}.log")
+    created, failed = [], []
+    lock = threading.Lock()
+    done = threading.Event()
+
+    def register_loop(index):
+        n = 0
+        while not done.is_set():
+            n += 1
+            name = f"k{index}x{n}x{uuid.uuid4().hex[:6]}"
+            status = server.register(name)
+            with lock:
+                (created if status == 201 else failed).append(name)
+
+    threads = [threading.Thread(target=register_loop, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2.5)
+    server.process.kill()
+    server.process.wait()
+    done.set()
+    for t in threads:
+        t.join()
+    check(len(created) > 20, f"{len(created)} registrations acknowledged before the kill, {len(failed)} cut off")
+    server.start()
+    try:
+        users, jobs = users_and_jobs(database_url)
+        missing = [name for name in created if name not in users]
+        check(not missing, f"every acknowledged registration is present after restart ({len(missing)} missing)")
+        sample = created[:: max(1, len(created) // 20)]
+        logins = [server.token(name) is not None for name in sample]
+        check(all(logins), f"and complete: {sum(logins)} of {len(sample)} sampled users log in")
+        ours = {name for name in users if name.startswith("k")}
+        job_names = set(jobs)
+        half = [name for name in ours if name not in job_names]
+        check(not half, f"no half-written registration: every user has its welcome job ({len(half)} without)")
+        check(len(jobs) == len(job_names), "and exactly one")
+        cut_off_present = sum(1 for name in failed if name in users)
+        print(f"       ({cut_off_present} of the cut-off registrations had committed, whole)")
+    finally:
+        server.stop()
+
+
+def smtp_and_redis_down(binary, workdir):
+    print("3. SMTP and Redis unreachable")
+    env = {
+        "ROCKET_SMTP": f'{{url="smtp://127.0.0.1:{free_port()}"}}',
+        "ROCKET_RATE_LIMIT": f'{{backend="redis",redis_url="redis://127.0.0.1:{free_port()}",per_minute=1000000,login_per_minute=1000000,register_per_minute=1000000}}',
+    }
+    server = Server(binary, workdir, f"sqlite://{workdir}/down.db?mode=rwc", env, log_name="down.log")
+    try:
+        check(server.register("alice") == 201, "registration works")
+        token = server.token("alice")
+        check(token is not None, "login works")
+        for path in ("/api/v1/users/me", "/api/v1/users", "/api/v1/users/search?query=ali", "/api/v2/users"):
+            status, _ = call("GET", f"{server.base}{path}", token=token)
+            check(status == 200, f"GET {path} works ({status})")
+        status, body = call("GET", f"{server.base}/health/ready")
+        check(status == 200 and any("not enforced" in n for n in body.get("notes", [])), f"readiness 200 with a note that limits fail open: {body}")
+        time.sleep(2)
+        db = sqlite3.connect(f"{workdir}/down.db")
+        job = db.execute("SELECT status, attempts, last_error FROM outbox").fetchone()
+        db.close()
+        check(job[0] == "pending" and job[1] >= 1 and job[2], f"the email waits to be retried: {job}")
+    finally:
+        server.stop()
+
+
+def sigterm_under_load(binary, workdir):
+    print("4. SIGTERM under load")
+    server = Server(binary, workdir, f"sqlite://{workdir}/term.db?mode=rwc", {"ROCKET_BCRYPT_COST": "12"}, log_name="term.log")
+    server.register("alice")
+    token = server.token("alice")
+    results = []
+    signalled = threading.Event()
+
+    def load(kind):
+        while not signalled.is_set():
+            started_before_signal = not signalled.is_set()
+            if kind == "register":
+                status = server.register(f"t{uuid.uuid4().hex[:12]}")
+            else:
+                status = call("GET", f"{server.base}/api/v1/users/me", token=token)[0]
+            results.append((started_before_signal, status))
+
+    threads = [threading.Thread(target=load, args=("register" if i < 4 else "read",)) for i in range(8)]
+    for t in threads:
+        t.start()
+    time.sleep(2)
+    server.process.send_signal(signal.SIGTERM)
+    signalled.set()
+    code = server.process.wait(timeout=30)
+    for t in threads:
+        t.join()
+    answered = [status for before, status in results if before]
+    check(code == 0, f"exit code {code}")
+    check(answered and all(s in (200, 201) for s in answered[-8:]), f"the requests in flight at the signal completed: {answered[-8:]}")
+    log = server.log_path.read_text()
+    check("outbox worker stopped" in log, "the outbox worker stopped cleanly")
+
+
+def raw_status(port, payload):
+    """Sends raw bytes; returns the status code of the answer (0 if none)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as conn:
+        conn.sendall(payload)
+        data = b""
+        try:
+            while b"\r\n" not in data:
+                chunk = conn.recv(4096)
+                if not chunk:
+                    break
+                data += chunk
+        except OSError:
+            pass
+    parts = data.split(b" ", 2)
+    return int(parts[1]) if len(parts) > 1 and parts[1].isdigit() else 0
+
+
+def abusive_requests(binary, workdir):
+    print("5. Abusive requests on the wire")
+    server = Server(binary, workdir, f"sqlite://{workdir}/abuse.db?mode=rwc", log_name="abuse.log")
+    try:
+        server.register("alice")
+        token = server.token("alice")
+        auth = f"Authorization: Bearer {token}\r\n".encode()
+        head = lambda line, extra=b"": line + b"\r\nHost: 127.0.0.1\r\n" + extra + b"Connection: close\r\n\r\n"
+        cases = [
+            ("40 KiB of headers", head(b"GET /health/live HTTP/1.1", b"X-Padding: " + b"x" * 40960 + b"\r\n"), {431, 400}),
+            ("150 header fields", head(b"GET /health/live HTTP/1.1", b"".join(b"X-H%d: v\r\n" % i for i in range(150))), {431, 400}),
+            ("invalid UTF-8 in the path", head(b"GET /api/v1/users/%FF%FE HTTP/1.1", auth), {400, 404, 422}),
+            ("raw invalid UTF-8 in the path", head(b"GET /api/v1/users/\xff HTTP/1.1", auth), {400, 404, 422}),
+            ("invalid UTF-8 in the query", head(b"GET /api/v1/users/search?query=%FF%FE HTTP/1.1", auth), {400, 422}),
+            ("raw invalid UTF-8 in the query", head(b"GET /api/v1/users/search?query=\xff HTTP/1.1", auth), {400, 422}),
+            ("an unknown method", head(b"QUERY /health/live HTTP/1.1"), {400, 405}),
+            ("garbage instead of HTTP", b"\x00\x01\x02 hello\r\n\r\n", {400, 0}),
+        ]
+        for name, payload, allowed in cases:
+            status = raw_status(server.port, payload)
+            check(status in allowed, f"{name}: {status}")
+        check(call("GET", f"{server.base}/health/live")[0] == 200, "the server still answers")
+        check(server.process.poll() is None, "and never exited")
+        log = server.log_path.read_text()
+        check("panicked" not in log, "no panic in the log")
+    finally:
+        server.stop()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--binary", required=True)
+    parser.add_argument("--postgres-url", required=True)
+    parser.add_argument("--artifacts", required=True)
+    args = parser.parse_args()
+    binary = str(Path(args.binary).resolve())
+    artifacts = Path(args.artifacts)
+    artifacts.mkdir(parents=True, exist_ok=True)
+    started = time.time()
+    with tempfile.TemporaryDirectory(prefix="roster-faults-") as workdir:
+        try:
+            postgres_stopped_mid_flight(binary, workdir)
+            kill_during_registrations(binary, workdir, f"sqlite://{workdir}/kill.db?mode=rwc", "SQLite")
+            name = f"roster_faults_{os.getpid()}"
+            subprocess.run(["psql", args.postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+            try:
+                pg = args.postgres_url.rsplit("/", 1)[0] + f"/{name}"
+                kill_during_registrations(binary, workdir, pg, "PostgreSQL")
+            finally:
+                subprocess.run(["psql", args.postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+            smtp_and_redis_down(binary, workdir)
+            sigterm_under_load(binary, workdir)
+            abusive_requests(binary, workdir)
+        finally:
+            for log in Path(workdir).glob("*.log"):
+                shutil.copy(log, artifacts / log.name)
+    print(f"fault tests: {'passed' if not failures else 'FAILED'} in {time.time() - started:.0f} s")
+    for failure in failures:
+        print(f"  - {failure}")
+    sys.exit(1 if failures else 0)
+
+
+if __name__ == "__main__":
+    main()

@@ -10,6 +10,8 @@ pub use path::{Id, UploadId};
 pub use query::form_errors;
 pub use query::{Flag, Paging, ValidQuery};
 
+use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};
+use rocket_okapi::okapi::schemars::schema::SchemaObject;
 use validator::{ValidationErrors, ValidationErrorsKind};
 
 use crate::error::FieldError;
@@ -94,4 +96,31 @@ fn describe(err: &validator::ValidationError) -> (String, String) {
     }
     let message = message.unwrap_or_else(|| format!("Invalid value ({})", err.code));
     (err.code.to_string(), message)
+}
+
+/// An OpenAPI parameter `in` the path or the query, described by `schema`.
+pub(crate) fn parameter(
+    name: String,
+    location: &str,
+    description: Option<String>,
+    required: bool,
+    schema: SchemaObject,
+) -> Parameter {
+    Parameter {
+        name,
+        location: location.to_owned(),
+        description,
+        required,
+        deprecated: false,
+        allow_empty_value: false,
+        value: ParameterValue::Schema {
+            style: None,
+            explode: None,
+            allow_reserved: false,
+            schema,
+            example: None,
+            examples: None,
+        },
+        extensions: Object::default(),
+    }
 }

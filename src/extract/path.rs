@@ -2,10 +2,11 @@
 
 use rocket::request::FromParam;
 use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};
+use rocket_okapi::okapi::openapi3::Parameter;
 use rocket_okapi::request::OpenApiFromParam;
 use schemars::schema::{InstanceType, NumberValidation, SchemaObject};
 
+use super::parameter;
 use crate::error::ApiError;
 
 /// A positive id in the path, named `user_id` in errors. Ids stay within
@@ -65,23 +66,13 @@ impl<'a> OpenApiFromParam<'a> for Id {
             })),
             ..Default::default()
         };
-        Ok(Parameter {
+        Ok(parameter(
             name,
-            location: "path".to_owned(),
-            description: Some("The user's id.".to_owned()),
-            required: true,
-            deprecated: false,
-            allow_empty_value: false,
-            value: ParameterValue::Schema {
-                style: None,
-                explode: None,
-                allow_reserved: false,
-                schema,
-                example: None,
-                examples: None,
-            },
-            extensions: Object::default(),
-        })
+            "path",
+            Some("The user's id.".to_owned()),
+            true,
+            schema,
+        ))
     }
 }
 
@@ -120,22 +111,12 @@ impl<'a> OpenApiFromParam<'a> for UploadId {
             format: Some("uuid".to_owned()),
             ..Default::default()
         };
-        Ok(Parameter {
+        Ok(parameter(
             name,
-            location: "path".to_owned(),
-            description: Some("The upload's id.".to_owned()),
-            required: true,
-            deprecated: false,
-            allow_empty_value: false,
-            value: ParameterValue::Schema {
-                style: None,
-                explode: None,
-                allow_reserved: false,
-                schema,
-                example: None,
-                examples: None,
-            },
-            extensions: Object::default(),
-        })
+            "path",
+            Some("The upload's id.".to_owned()),
+            true,
+            schema,
+        ))
     }
 }

@@ -4,14 +4,14 @@
 
 use rocket::form::{self, error::ErrorKind, DataField, FromForm, Options, ValueField};
 use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};
+use rocket_okapi::okapi::openapi3::Parameter;
 use rocket_okapi::request::OpenApiFromForm;
 use schemars::schema::Schema;
 use schemars::JsonSchema;
 
 use validator::Validate;
 
-use super::field_errors;
+use super::{field_errors, parameter};
 use crate::error::{ApiError, FieldError};
 
 /// A query-string model, with its parse errors kept for the handler:
@@ -24,28 +24,58 @@ impl<T> ValidQuery<T> {
     }
 }
 
+/// `T`'s parsing state, and the names seen so far: a parameter given twice
+/// is refused (Rocket would keep one of the values silently).
+pub struct QueryContext<'v, T: FromForm<'v>> {
+    inner: T::Context,
+    seen: std::collections::HashSet<String>,
+    repeated: Vec<String>,
+}
+
 #[rocket::async_trait]
 impl<'v, T: FromForm<'v> + Validate> FromForm<'v> for ValidQuery<T> {
-    type Context = T::Context;
+    type Context = QueryContext<'v, T>;
 
     fn init(opts: Options) -> Self::Context {
-        T::init(opts)
+        QueryContext {
+            inner: T::init(opts),
+            seen: Default::default(),
+            repeated: Vec::new(),
+        }
     }
 
     fn push_value(ctxt: &mut Self::Context, field: ValueField<'v>) {
-        T::push_value(ctxt, field)
+        let name = field.name.source().to_string();
+        if !ctxt.seen.insert(name.clone()) && !ctxt.repeated.contains(&name) {
+            ctxt.repeated.push(name);
+        }
+        T::push_value(&mut ctxt.inner, field)
     }
 
     async fn push_data(ctxt: &mut Self::Context, field: DataField<'v, '_>) {
-        T::push_data(ctxt, field).await
+        T::push_data(&mut ctxt.inner, field).await
     }
 
     fn push_error(ctxt: &mut Self::Context, error: form::Error<'v>) {
-        T::push_error(ctxt, error)
+        T::push_error(&mut ctxt.inner, error)
     }
 
     fn finalize(ctxt: Self::Context) -> form::Result<'v, Self> {
-        let value = T::finalize(ctxt)
+        if !ctxt.repeated.is_empty() {
+            let errors = ctxt
+                .repeated
+                .iter()
+                .map(|name| {
+                    FieldError::new(
+                        format!("query.{name}"),
+                        "value_error",
+                        "Field given more than once",
+                    )
+                })
+                .collect();
+            return Ok(ValidQuery(Err(ApiError::Validation(errors))));
+        }
+        let value = T::finalize(ctxt.inner)
             .map_err(|errors| ApiError::Validation(form_errors("query", &errors)))
             .and_then(|value| {
                 value
@@ -143,23 +173,8 @@ impl<'v, T: FromForm<'v> + Validate + JsonSchema> OpenApiFromForm<'v> for ValidQ
                     .metadata
                     .as_mut()
                     .and_then(|m| m.description.take());
-                Parameter {
-                    required: object.required.contains(&name),
-                    name,
-                    location: "query".to_owned(),
-                    description,
-                    deprecated: false,
-                    allow_empty_value: false,
-                    value: ParameterValue::Schema {
-                        style: None,
-                        explode: None,
-                        allow_reserved: false,
-                        schema: property,
-                        example: None,
-                        examples: None,
-                    },
-                    extensions: Object::default(),
-                }
+                let required = object.required.contains(&name);
+                parameter(name, "query", description, required, property)
             })
             .collect())
     }

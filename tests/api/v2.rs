@@ -97,6 +97,8 @@ async fn bad_cursors_and_limits_are_422() {
         ("?include_inactive=perhaps", "query.include_inactive"),
         ("?include_inactive=", "query.include_inactive"),
         ("?include_inactive=1", "query.include_inactive"),
+        ("?cursor=%C3%A8&cursor=", "query.cursor"),
+        ("?limit=5&limit=6", "query.limit"),
     ];
     for (query, field) in cases {
         let reply = app.get_as(&viewer, &format!("/api/v2/users{query}")).await;

@@ -243,13 +243,6 @@ impl DbPool {
         }
     }
 
-    pub fn backend(&self) -> Backend {
-        match self {
-            DbPool::Sqlite(_) => Backend::Sqlite,
-            DbPool::Postgres(_) => Backend::Postgres,
-        }
-    }
-
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self {

@@ -5,7 +5,7 @@ mod json;
 mod path;
 mod query;
 
-pub use json::{json_request_body, parse_json_body, read_limited, OptionalJson, ValidJson};
+pub use json::{parse_json_body, read_limited, OptionalJson, ValidJson};
 pub use path::{Id, UploadId};
 pub use query::form_errors;
 pub use query::{Flag, Paging, ValidQuery};

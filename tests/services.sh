@@ -82,3 +82,39 @@ ensure_redis() {
         wait_for 15 sh -c 'redis-cli -h 127.0.0.1 -p 6379 ping | grep -q PONG' || { say "Redis does not answer"; return 1; }
     fi
 }
+
+# cargo-audit 0.22, installed from crates.io once.
+ensure_cargo_audit() {
+    if ! cargo audit --version 2>/dev/null | grep -q ' 0\.22\.'; then
+        say "installing cargo-audit (a few minutes, once)"
+        env -u CARGO_TARGET_DIR cargo install --locked --quiet cargo-audit --version '~0.22' >&2
+    fi
+}
+
+# Prints the path of a checkout of the RustSec advisory database, kept
+# outside the clone: updated from GitHub when GitHub answers, else cloned
+# from a local mirror ($ROSTER_ADVISORY_MIRROR, or the mirror this project's
+# build machines keep) when there is no checkout yet. Fails when neither
+# works: an audit without a database would pass by proving nothing.
+ensure_advisory_db() {
+    local db=${ROSTER_ADVISORY_DB:-/var/tmp/roster-advisory-db}
+    local upstream=https://github.com/rustsec/advisory-db.git
+    if [ ! -d "$db/.git" ]; then
+        local source
+        for source in "$upstream" ${ROSTER_ADVISORY_MIRROR:-} /work/.mirror/rustsec+advisory-db/repo; do
+            [ -n "$source" ] || continue
+            [ "$source" = "$upstream" ] || [ -e "$source" ] || continue
+            rm -rf "$db"
+            if GIT_TERMINAL_PROMPT=0 timeout 300 git clone -q "$source" "$db" >&2 2>/dev/null; then
+                say "advisory database cloned from $source"
+                git -C "$db" remote set-url origin "$upstream"
+                break
+            fi
+        done
+        [ -d "$db/.git" ] || { rm -rf "$db"; say "no RustSec advisory database: GitHub is unreachable and no mirror was found (set ROSTER_ADVISORY_MIRROR)"; return 1; }
+    elif ! GIT_TERMINAL_PROMPT=0 timeout 120 git -C "$db" pull -q --ff-only >&2 2>/dev/null; then
+        say "advisory database not updated: $upstream is unreachable"
+    fi
+    say "advisory database as of $(git -C "$db" log -1 --format=%cs)"
+    printf '%s\n' "$db"
+}

@@ -5,4 +5,4 @@ pub mod password;
 pub mod pruner;
 pub mod tokens;
 
-pub use guards::{AdminUser, AuthUser};
+pub use guards::{AdminUser, AuthConn, AuthUser};

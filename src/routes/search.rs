@@ -1,13 +1,12 @@
 //! `GET /api/v1/users/search`: find active users by part of a name or email.
 
 use rocket::serde::json::Json;
-use rocket::State;
 use rocket_okapi::openapi;
 use schemars::JsonSchema;
 use validator::{Validate, ValidationError};
 
-use crate::auth::AuthUser;
-use crate::db::{users, Db};
+use crate::auth::AuthConn;
+use crate::db::users;
 use crate::domain::user::UserResponse;
 use crate::domain::Invalid;
 use crate::error::ApiError;
@@ -84,13 +83,12 @@ fn default_limit() -> i64 {
 #[openapi(tag = "Users")]
 #[get("/users/search?<search..>")]
 pub async fn search_users(
-    db: &State<Db>,
-    _auth: AuthUser,
+    auth: AuthConn,
     search: ValidQuery<SearchQuery>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
+    let AuthConn { mut conn, .. } = auth;
     let search = search.into_inner()?;
     let needle = trimmed(&search.query).to_lowercase();
-    let mut conn = db.acquire().await?;
     let found = users::search(conn.conn(), &needle, search.skip, search.limit).await?;
     Ok(Json(found.iter().map(UserResponse::from).collect()))
 }

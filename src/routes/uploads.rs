@@ -19,7 +19,7 @@ use schemars::JsonSchema;
 use serde::Serialize;
 use time::OffsetDateTime;
 
-use crate::auth::AuthUser;
+use crate::auth::{AuthConn, AuthUser};
 use crate::config::Settings;
 use crate::db::uploads::{self, UploadRecord};
 use crate::db::{now, users, Db};
@@ -192,12 +192,11 @@ pub async fn create_upload(
 #[openapi(tag = "Uploads")]
 #[get("/uploads?<paging..>")]
 pub async fn list_uploads(
-    db: &State<Db>,
-    auth: AuthUser,
+    auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UploadResponse>>, ApiError> {
+    let AuthConn { auth, mut conn } = auth;
     let paging = paging.into_inner()?;
-    let mut conn = db.acquire().await?;
     let list = uploads::list_for_owner(conn.conn(), auth.id(), paging.skip, paging.limit).await?;
     Ok(Json(list.iter().map(UploadResponse::from).collect()))
 }

@@ -6,7 +6,7 @@ use rocket::State;
 use rocket_okapi::openapi;
 
 use crate::auth::password::PasswordHasher;
-use crate::auth::AuthUser;
+use crate::auth::{AuthConn, AuthUser};
 use crate::db::users::{self, Changes, UserRecord};
 use crate::db::{now, outbox, sessions, uploads, Db, DbPool};
 use crate::domain::user::{
@@ -81,12 +81,11 @@ pub async fn create_user(
 #[openapi(tag = "Users")]
 #[get("/users?<paging..>")]
 pub async fn list_users(
-    db: &State<Db>,
-    _auth: AuthUser,
+    auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
+    let AuthConn { mut conn, .. } = auth;
     let paging = paging.into_inner()?;
-    let mut conn = db.acquire().await?;
     let page = users::list(conn.conn(), false, paging.skip, paging.limit).await?;
     Ok(Json(page.iter().map(UserResponse::from).collect()))
 }
@@ -94,13 +93,9 @@ pub async fn list_users(
 /// Get one user. Inactive users are visible to admins only.
 #[openapi(tag = "Users")]
 #[get("/users/<user_id>")]
-pub async fn get_user(
-    db: &State<Db>,
-    auth: AuthUser,
-    user_id: Id,
-) -> Result<Json<UserResponse>, ApiError> {
+pub async fn get_user(auth: AuthConn, user_id: Id) -> Result<Json<UserResponse>, ApiError> {
+    let AuthConn { auth, mut conn } = auth;
     let id = user_id.get()?;
-    let mut conn = db.acquire().await?;
     match users::find(conn.conn(), id).await? {
         Some(user) if user.is_active || auth.is_admin() => Ok(Json(UserResponse::from(&user))),
         _ => Err(ApiError::user_not_found()),

@@ -1,14 +1,13 @@
 //! `/api/v2/users`: keyset (cursor) pagination in an envelope.
 
 use rocket::serde::json::Json;
-use rocket::State;
 use rocket_okapi::openapi;
 use schemars::JsonSchema;
 use serde::Serialize;
 use validator::{Validate, ValidationError};
 
-use crate::auth::AuthUser;
-use crate::db::{users, Db};
+use crate::auth::AuthConn;
+use crate::db::users;
 use crate::domain::user::UserResponse;
 use crate::domain::Invalid;
 use crate::error::ApiError;
@@ -96,10 +95,10 @@ pub struct UserPage {
 #[openapi(tag = "Users")]
 #[get("/users?<query..>")]
 pub async fn list_users(
-    db: &State<Db>,
-    auth: AuthUser,
+    auth: AuthConn,
     query: ValidQuery<V2Query>,
 ) -> Result<Json<UserPage>, ApiError> {
+    let AuthConn { auth, mut conn } = auth;
     let query = query.into_inner()?;
     if query.include_inactive.0 && !auth.is_admin() {
         return Err(ApiError::Forbidden(
@@ -107,7 +106,6 @@ pub async fn list_users(
         ));
     }
     let after = query.cursor.as_deref().and_then(decode_cursor).unwrap_or(0);
-    let mut conn = db.acquire().await?;
     // One row more than asked tells whether another page exists.
     let mut page = users::list_after(
         conn.conn(),

@@ -746,3 +746,47 @@ async fn a_password_of_exactly_72_bytes_works_and_one_byte_more_never_matches() 
         Status::Unauthorized
     );
 }
+
+/// The routes that read with the connection that checked the token
+/// (`AuthConn`): every one refuses a token whose session ended, and with a
+/// pool of a single connection every one still answers, so none takes a
+/// second connection while holding the first.
+#[rocket::async_test]
+async fn reads_with_one_connection_per_request_and_check_the_session() {
+    let app = TestApp::spawn_with(|figment| {
+        figment
+            .merge(("databases.roster.max_connections", 1))
+            .merge(("databases.roster.connect_timeout", 2))
+    })
+    .await;
+    let alice = app.user("alice").await;
+    let reads = [
+        format!("/api/v1/users/{}", alice.id),
+        "/api/v1/users?limit=10".to_owned(),
+        "/api/v1/users/search?query=ali".to_owned(),
+        "/api/v2/users?limit=10".to_owned(),
+        "/api/v1/uploads".to_owned(),
+        "/api/v1/users/me".to_owned(),
+    ];
+    for path in &reads {
+        let reply = app.get_as(&alice, path).await;
+        assert_eq!(reply.status, Status::Ok, "{path}: {}", reply.text);
+    }
+    // A write after those reads: the guard's connection went back first.
+    let reply = app
+        .patch_as(
+            &alice,
+            &format!("/api/v1/users/{}", alice.id),
+            &json!({"age": 30}),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.text);
+
+    let reply = app.call(&alice, "POST", "/api/v1/auth/logout", None).await;
+    assert_eq!(reply.status, Status::NoContent, "{}", reply.text);
+    for path in &reads {
+        let reply = app.get_as(&alice, path).await;
+        assert_eq!(reply.status, Status::Unauthorized, "{path}: {}", reply.text);
+        assert_eq!(reply.body["detail"], "Token has been revoked", "{path}");
+    }
+}

@@ -10,7 +10,10 @@
 pub mod users;
 pub mod outbox;
 pub mod sessions;
+mod sqlite_conns;
 pub mod uploads;
+
+pub use sqlite_conns::{SqliteConn, SqliteConns};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -51,7 +54,12 @@ pub struct Db(DbPool);
 
 #[derive(Clone, Debug)]
 pub enum DbPool {
-    Sqlite(SqlitePool),
+    /// Single connections come from `conns`, transactions and migrations
+    /// from sqlx's pool (see [`SqliteConns`] for why).
+    Sqlite {
+        pool: SqlitePool,
+        conns: SqliteConns,
+    },
     Postgres(PgPool),
 }
 
@@ -65,7 +73,7 @@ pub enum Conn<'c> {
 // Short-lived, on the stack of one request: boxing would allocate per query.
 #[allow(clippy::large_enum_variant)]
 pub enum PooledConn {
-    Sqlite(PoolConnection<Sqlite>),
+    Sqlite(SqliteConn),
     Postgres(PoolConnection<Postgres>),
 }
 
@@ -147,8 +155,11 @@ impl From<sqlx::Error> for DbError {
             sqlx::Error::PoolTimedOut
             | sqlx::Error::PoolClosed
             | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_)
-            | sqlx::Error::WorkerCrashed => DbError::Unavailable(err),
+            | sqlx::Error::Tls(_) => DbError::Unavailable(err),
+            sqlx::Error::WorkerCrashed => {
+                sqlite_conns::note_worker_crash();
+                DbError::Unavailable(err)
+            }
             sqlx::Error::Database(db) => {
                 if db.kind() == sqlx::error::ErrorKind::UniqueViolation {
                     let name = db.constraint().unwrap_or(db.message());
@@ -216,13 +227,17 @@ impl DbPool {
                 // every statement hops to it and back: more connections than
                 // twice the cores only add thread switching (measured in
                 // bench/), and writers queue on one lock anyway. A connection
-                // to a local file does not go stale, so no ping before use.
+                // to a local file does not go stale, so no ping before use,
+                // nor after (`SqliteConns`).
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let max = config.max_connections.min(cores * 2).max(1) as u32;
+                let max = config.max_connections.min(cores * 2).max(1);
                 let options = pool_options(config)
-                    .max_connections(max)
+                    .max_connections(max as u32)
                     .test_before_acquire(false);
-                Ok(DbPool::Sqlite(options.connect_with(connect).await?))
+                let pool = options.connect_with(connect.clone()).await?;
+                let acquire_timeout = Duration::from_secs(config.connect_timeout);
+                let conns = SqliteConns::new(connect, max, acquire_timeout);
+                Ok(DbPool::Sqlite { pool, conns })
             }
             Backend::Postgres => {
                 let connect = PgConnectOptions::from_str(&config.url)?
@@ -238,7 +253,10 @@ impl DbPool {
     /// Closes every connection, waiting for those in use to come back.
     pub async fn close_all(&self) {
         match self {
-            DbPool::Sqlite(pool) => pool.close().await,
+            DbPool::Sqlite { pool, conns } => {
+                conns.close().await;
+                pool.close().await;
+            }
             DbPool::Postgres(pool) => pool.close().await,
         }
     }
@@ -246,7 +264,7 @@ impl DbPool {
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), DbError> {
         match self {
-            DbPool::Sqlite(pool) => SQLITE_MIGRATIONS.run(pool).await?,
+            DbPool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
             DbPool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
         }
         Ok(())
@@ -254,7 +272,7 @@ impl DbPool {
 
     pub async fn acquire(&self) -> Result<PooledConn, DbError> {
         Ok(match self {
-            DbPool::Sqlite(pool) => PooledConn::Sqlite(pool.acquire().await?),
+            DbPool::Sqlite { conns, .. } => PooledConn::Sqlite(conns.acquire().await?),
             DbPool::Postgres(pool) => PooledConn::Postgres(pool.acquire().await?),
         })
     }
@@ -268,7 +286,7 @@ impl DbPool {
     /// busy timeout. So concurrent writes queue instead of failing.
     pub async fn begin(&self) -> Result<Tx, DbError> {
         match self {
-            DbPool::Sqlite(pool) => {
+            DbPool::Sqlite { pool, .. } => {
                 let mut tx = pool.begin().await?;
                 sqlx::query("UPDATE users SET id = id WHERE 0")
                     .execute(&mut *tx)
@@ -331,7 +349,7 @@ fn create_parent_dir(file: &Path) -> Result<(), DbError> {
 impl PooledConn {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            PooledConn::Sqlite(c) => Conn::Sqlite(c),
+            PooledConn::Sqlite(c) => Conn::Sqlite(&mut *c),
             PooledConn::Postgres(c) => Conn::Postgres(c),
         }
     }

@@ -230,9 +230,9 @@ impl DbPool {
                 // to a local file does not go stale, so no ping before use,
                 // nor after (`SqliteConns`).
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let max = config.max_connections.min(cores * 2).max(1);
+                let max = config.max_connections.min(cores * 2).max(1) as u32;
                 let options = pool_options(config)
-                    .max_connections(max as u32)
+                    .max_connections(max)
                     .test_before_acquire(false);
                 let pool = options.connect_with(connect.clone()).await?;
                 let acquire_timeout = Duration::from_secs(config.connect_timeout);

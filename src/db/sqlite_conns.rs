@@ -47,6 +47,7 @@ pub struct SqliteConns {
 struct Inner {
     options: SqliteConnectOptions,
     idle: Mutex<Vec<SqliteConnection>>,
+    max: u32,
     permits: Arc<Semaphore>,
     acquire_timeout: Duration,
     closed: AtomicBool,
@@ -62,12 +63,14 @@ impl fmt::Debug for SqliteConns {
 }
 
 impl SqliteConns {
-    pub fn new(options: SqliteConnectOptions, max: usize, acquire_timeout: Duration) -> Self {
+    pub fn new(options: SqliteConnectOptions, max: u32, acquire_timeout: Duration) -> Self {
+        let max = max.max(1);
         SqliteConns {
             inner: Arc::new(Inner {
                 options,
-                idle: Mutex::new(Vec::with_capacity(max)),
-                permits: Arc::new(Semaphore::new(max.max(1))),
+                idle: Mutex::new(Vec::with_capacity(max as usize)),
+                max,
+                permits: Arc::new(Semaphore::new(max as usize)),
                 acquire_timeout,
                 closed: AtomicBool::new(false),
             }),
@@ -98,9 +101,14 @@ impl SqliteConns {
         })
     }
 
-    /// Refuses further acquires and closes the idle connections (SQLite
-    /// checkpoints the WAL as the last one closes).
+    /// Waits (up to the acquire timeout) for the connections in use to come
+    /// back, then refuses further acquires and closes every connection
+    /// (SQLite checkpoints the WAL as the last one closes).
     pub async fn close(&self) {
+        let all = self.inner.permits.acquire_many(self.inner.max);
+        if timeout(self.inner.acquire_timeout, all).await.is_err() {
+            log::warn!("closing SQLite connections while some are still in use");
+        }
         self.inner.closed.store(true, Ordering::Relaxed);
         self.inner.permits.close();
         let idle = std::mem::take(&mut *self.inner.idle_list());
@@ -163,7 +171,7 @@ mod tests {
     /// The crash counter is one per process: these tests take turns.
     static SERIAL: AsyncMutex<()> = AsyncMutex::const_new(());
 
-    fn conns(dir: &tempfile::TempDir, max: usize) -> SqliteConns {
+    fn conns(dir: &tempfile::TempDir, max: u32) -> SqliteConns {
         let options = SqliteConnectOptions::from_str(&format!(
             "sqlite://{}/t.db?mode=rwc",
             dir.path().display()
@@ -237,15 +245,21 @@ mod tests {
     }
 
     #[rocket::async_test]
-    async fn closing_refuses_acquires_and_empties_the_list() {
+    async fn closing_waits_for_connections_in_use_then_refuses_acquires() {
         let _turn = SERIAL.lock().await;
         let dir = tempfile::tempdir().unwrap();
         let pool = conns(&dir, 2);
         let in_use = pool.acquire().await.unwrap();
         drop(pool.acquire().await.unwrap());
-        pool.close().await;
-        assert!(matches!(pool.acquire().await, Err(sqlx::Error::PoolClosed)));
+        let closing = rocket::tokio::spawn({
+            let pool = pool.clone();
+            async move { pool.close().await }
+        });
+        rocket::tokio::time::sleep(Duration::from_millis(50)).await;
+        assert!(!closing.is_finished(), "waits for the connection in use");
         drop(in_use);
+        closing.await.unwrap();
         assert_eq!(pool.inner.idle_list().len(), 0);
+        assert!(matches!(pool.acquire().await, Err(sqlx::Error::PoolClosed)));
     }
 }

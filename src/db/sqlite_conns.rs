@@ -106,11 +106,14 @@ impl SqliteConns {
     /// (SQLite checkpoints the WAL as the last one closes).
     pub async fn close(&self) {
         let all = self.inner.permits.acquire_many(self.inner.max);
-        if timeout(self.inner.acquire_timeout, all).await.is_err() {
+        // Held until the semaphore is closed, so nobody acquires meanwhile.
+        let held = timeout(self.inner.acquire_timeout, all).await;
+        if held.is_err() {
             log::warn!("closing SQLite connections while some are still in use");
         }
         self.inner.closed.store(true, Ordering::Relaxed);
         self.inner.permits.close();
+        drop(held);
         let idle = std::mem::take(&mut *self.inner.idle_list());
         for conn in idle {
             if let Err(err) = conn.close().await {

@@ -1,5 +1,7 @@
 //! Sign-in, token and password-change models.
 
+use schemars::gen::SchemaGenerator;
+use schemars::schema::{InstanceType, Schema, SchemaObject};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
@@ -24,7 +26,8 @@ pub struct LoginRequest {
 /// `client_secret` are accepted and ignored.
 #[derive(Debug, FromForm, JsonSchema)]
 pub struct LoginForm {
-    /// Must be `password` when given.
+    /// `password` when given; any other grant type is refused (400).
+    #[schemars(schema_with = "grant_type_schema")]
     pub grant_type: Option<String>,
     #[schemars(length(max = 256))]
     pub username: String,
@@ -33,6 +36,17 @@ pub struct LoginForm {
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
+}
+
+/// The one grant type the form takes, so that generated clients and
+/// fuzzers send only what is accepted.
+fn grant_type_schema(_: &mut SchemaGenerator) -> Schema {
+    SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        enum_values: Some(vec!["password".into()]),
+        ..Default::default()
+    }
+    .into()
 }
 
 /// A new access token and the refresh token that renews it.

@@ -107,16 +107,23 @@ async fn authenticate(request: &Request<'_>) -> Result<AuthConn, ApiError> {
     })
 }
 
+/// A guard's outcome: on failure the error is stashed for the catcher,
+/// which answers with it.
+fn outcome<T>(request: &Request<'_>, result: Result<T, ApiError>) -> Outcome<T, ()> {
+    match result {
+        Ok(value) => Outcome::Success(value),
+        Err(err) => Outcome::Error((stash(request, err), ())),
+    }
+}
+
 #[rocket::async_trait]
 impl<'r> FromRequest<'r> for AuthUser {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        match authenticate(request).await {
-            // The connection goes back to the pool here.
-            Ok(AuthConn { auth, .. }) => Outcome::Success(auth),
-            Err(err) => Outcome::Error((stash(request, err), ())),
-        }
+        // The connection goes back to the pool here.
+        let result = authenticate(request).await.map(|checked| checked.auth);
+        outcome(request, result)
     }
 }
 
@@ -125,10 +132,7 @@ impl<'r> FromRequest<'r> for AuthConn {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        match authenticate(request).await {
-            Ok(auth) => Outcome::Success(auth),
-            Err(err) => Outcome::Error((stash(request, err), ())),
-        }
+        outcome(request, authenticate(request).await)
     }
 }
 
@@ -137,14 +141,14 @@ impl<'r> FromRequest<'r> for AdminUser {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        match authenticate(request).await {
-            Ok(AuthConn { auth, .. }) if auth.is_admin() => Outcome::Success(AdminUser(auth)),
-            Ok(_) => {
-                let err = ApiError::Forbidden("Admin privileges required".into());
-                Outcome::Error((stash(request, err), ()))
+        let result = authenticate(request).await.and_then(|checked| {
+            if checked.auth.is_admin() {
+                Ok(AdminUser(checked.auth))
+            } else {
+                Err(ApiError::Forbidden("Admin privileges required".into()))
             }
-            Err(err) => Outcome::Error((stash(request, err), ())),
-        }
+        });
+        outcome(request, result)
     }
 }
 
@@ -166,32 +170,19 @@ fn bearer_security() -> RequestHeaderInput {
     RequestHeaderInput::Security(BEARER_SCHEME.to_owned(), scheme, requirement)
 }
 
-impl<'r> OpenApiFromRequest<'r> for AuthUser {
-    fn from_request_input(
-        _gen: &mut OpenApiGenerator,
-        _name: String,
-        _required: bool,
-    ) -> rocket_okapi::Result<RequestHeaderInput> {
-        Ok(bearer_security())
-    }
+/// Every bearer guard appears in the documents as the bearer scheme.
+macro_rules! bearer_docs {
+    ($($guard:ty),+) => {$(
+        impl<'r> OpenApiFromRequest<'r> for $guard {
+            fn from_request_input(
+                _gen: &mut OpenApiGenerator,
+                _name: String,
+                _required: bool,
+            ) -> rocket_okapi::Result<RequestHeaderInput> {
+                Ok(bearer_security())
+            }
+        }
+    )+};
 }
 
-impl<'r> OpenApiFromRequest<'r> for AdminUser {
-    fn from_request_input(
-        _gen: &mut OpenApiGenerator,
-        _name: String,
-        _required: bool,
-    ) -> rocket_okapi::Result<RequestHeaderInput> {
-        Ok(bearer_security())
-    }
-}
-
-impl<'r> OpenApiFromRequest<'r> for AuthConn {
-    fn from_request_input(
-        _gen: &mut OpenApiGenerator,
-        _name: String,
-        _required: bool,
-    ) -> rocket_okapi::Result<RequestHeaderInput> {
-        Ok(bearer_security())
-    }
-}
+bearer_docs!(AuthUser, AuthConn, AdminUser);

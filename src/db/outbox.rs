@@ -68,26 +68,17 @@ pub async fn claim(
             )
         };
     }
-    let jobs = match conn {
-        Conn::Sqlite(c) => {
-            sqlx::query_as::<_, Job>(claim_sql!(""))
-                .bind(now)
-                .bind(lease_until)
-                .bind(token)
-                .bind(limit)
-                .fetch_all(c)
-                .await?
-        }
-        Conn::Postgres(c) => {
-            sqlx::query_as::<_, Job>(claim_sql!(" FOR UPDATE SKIP LOCKED"))
-                .bind(now)
-                .bind(lease_until)
-                .bind(token)
-                .bind(limit)
-                .fetch_all(c)
-                .await?
-        }
+    let sql = match conn {
+        Conn::Sqlite(_) => claim_sql!(""),
+        Conn::Postgres(_) => claim_sql!(" FOR UPDATE SKIP LOCKED"),
     };
+    let jobs = on_conn!(conn, c => sqlx::query_as::<_, Job>(sql)
+        .bind(now)
+        .bind(lease_until)
+        .bind(token)
+        .bind(limit)
+        .fetch_all(c)
+        .await)?;
     Ok(jobs)
 }
 

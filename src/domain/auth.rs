@@ -6,7 +6,9 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::user::{nullable, present, valid_age, valid_email, valid_password, valid_username};
+use super::user::{
+    nullable, present, profile_patch, valid_age, valid_email, valid_password, valid_username,
+};
 
 /// Credentials as JSON. Any strings are accepted here: a wrong name and a
 /// wrong password get the same 401.
@@ -95,36 +97,7 @@ pub struct ChangePasswordRequest {
     pub new_password: String,
 }
 
-/// What a user may change of their own profile.
-#[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct PatchMeRequest {
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[validate(custom(function = "valid_username"))]
-    #[schemars(
-        with = "String",
-        length(min = 3, max = 50),
-        regex(pattern = r"^[A-Za-z0-9]+$")
-    )]
-    pub username: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[validate(custom(function = "valid_email"))]
-    #[schemars(with = "String", email, length(max = 254))]
-    pub email: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[validate(custom(function = "valid_age"))]
-    #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
-    pub age: Option<Option<i64>>,
+profile_patch! {
+    /// What a user may change of their own profile.
+    pub struct PatchMeRequest {}
 }

@@ -96,65 +96,81 @@ pub struct ReplaceUserRequest {
     pub age: Option<i64>,
 }
 
-/// A partial update: only the fields present change; `"age": null` clears
-/// the age. `role`, `is_active` and `password` are for admins.
-#[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
-#[serde(deny_unknown_fields)]
-pub struct PatchUserRequest {
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[validate(custom(function = "valid_username"))]
-    #[schemars(
-        with = "String",
-        length(min = 3, max = 50),
-        regex(pattern = r"^[A-Za-z0-9]+$")
-    )]
-    pub username: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[validate(custom(function = "valid_email"))]
-    #[schemars(with = "String", email, length(max = 254))]
-    pub email: Option<String>,
-    #[serde(
-        default,
-        deserialize_with = "nullable",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[validate(custom(function = "valid_age"))]
-    #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
-    pub age: Option<Option<i64>>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(with = "Role")]
-    pub role: Option<Role>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[schemars(with = "bool")]
-    pub is_active: Option<bool>,
-    #[serde(
-        default,
-        deserialize_with = "present",
-        skip_serializing_if = "Option::is_none"
-    )]
-    #[validate(custom(function = "valid_password"))]
-    #[schemars(
-        with = "String",
-        length(min = 8, max = 72),
-        regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
-    )]
-    pub password: Option<String>,
+/// Declares the body of a partial update: the profile fields every such
+/// body takes (`username`, `email`, `age`: only those present change, and
+/// `"age": null` clears the age), then the fields given. One definition, so
+/// that `PatchMeRequest` and `PatchUserRequest` cannot drift apart.
+macro_rules! profile_patch {
+    ($(#[$attr:meta])* pub struct $name:ident { $($extra:tt)* }) => {
+        $(#[$attr])*
+        #[derive(Debug, Default, Deserialize, JsonSchema, Validate)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            #[serde(
+                default,
+                deserialize_with = "present",
+                skip_serializing_if = "Option::is_none"
+            )]
+            #[validate(custom(function = "valid_username"))]
+            #[schemars(
+                with = "String",
+                length(min = 3, max = 50),
+                regex(pattern = r"^[A-Za-z0-9]+$")
+            )]
+            pub username: Option<String>,
+            #[serde(
+                default,
+                deserialize_with = "present",
+                skip_serializing_if = "Option::is_none"
+            )]
+            #[validate(custom(function = "valid_email"))]
+            #[schemars(with = "String", email, length(max = 254))]
+            pub email: Option<String>,
+            #[serde(
+                default,
+                deserialize_with = "nullable",
+                skip_serializing_if = "Option::is_none"
+            )]
+            #[validate(custom(function = "valid_age"))]
+            #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
+            pub age: Option<Option<i64>>,
+            $($extra)*
+        }
+    };
+}
+pub(crate) use profile_patch;
+
+profile_patch! {
+    /// A partial update: only the fields present change; `"age": null` clears
+    /// the age. `role`, `is_active` and `password` are for admins.
+    pub struct PatchUserRequest {
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(with = "Role")]
+        pub role: Option<Role>,
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[schemars(with = "bool")]
+        pub is_active: Option<bool>,
+        #[serde(
+            default,
+            deserialize_with = "present",
+            skip_serializing_if = "Option::is_none"
+        )]
+        #[validate(custom(function = "valid_password"))]
+        #[schemars(
+            with = "String",
+            length(min = 8, max = 72),
+            regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
+        )]
+        pub password: Option<String>,
+    }
 }
 
 /// A registration, validated.

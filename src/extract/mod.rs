@@ -8,6 +8,7 @@ mod query;
 pub use json::{parse_json_body, read_limited, OptionalJson, ValidJson};
 pub use path::{Id, UploadId};
 pub use query::form_errors;
+pub(crate) use query::{default_limit, default_skip};
 pub use query::{Flag, Paging, ValidQuery};
 
 use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};

@@ -139,13 +139,15 @@ pub struct Paging {
     pub limit: i64,
 }
 
-#[allow(dead_code)] // read by the JsonSchema derive
-fn default_skip() -> i64 {
+/// Paging's defaults, for the documents (read by the JsonSchema derive of
+/// every query struct with `skip` and `limit`).
+#[allow(dead_code)]
+pub(crate) fn default_skip() -> i64 {
     0
 }
 
-#[allow(dead_code)] // read by the JsonSchema derive
-fn default_limit() -> i64 {
+#[allow(dead_code)]
+pub(crate) fn default_limit() -> i64 {
     10
 }
 

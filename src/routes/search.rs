@@ -57,24 +57,14 @@ pub struct SearchQuery {
     #[field(default = 0)]
     #[validate(range(min = 0))]
     #[schemars(range(min = 0))]
-    #[serde(default = "default_skip")]
+    #[serde(default = "crate::extract::default_skip")]
     pub skip: i64,
     /// How many matches to return, 1–100.
     #[field(default = 10)]
     #[validate(range(min = 1, max = 100))]
     #[schemars(range(min = 1, max = 100))]
-    #[serde(default = "default_limit")]
+    #[serde(default = "crate::extract::default_limit")]
     pub limit: i64,
-}
-
-#[allow(dead_code)] // read by the JsonSchema derive
-fn default_skip() -> i64 {
-    0
-}
-
-#[allow(dead_code)] // read by the JsonSchema derive
-fn default_limit() -> i64 {
-    10
 }
 
 /// Search active users by part of their username or email.

@@ -1,19 +1,19 @@
 //! The database: one build serves SQLite or PostgreSQL, chosen by the URL at
 //! start.
 //!
-//! `sqlx::AnyPool` cannot read NULLs, bools or timestamps in sqlx 0.7, so the
-//! pool is an enum of the two concrete pools and every query is written once,
-//! in SQL both accept, and compiled once per backend by [`on_conn!`]. Modules
-//! below hold the queries of one table each; nothing here knows HTTP.
+//! The pool is an enum of the two concrete pools (`sqlx::Any` cannot read
+//! every type Roster stores) and every query is written once, in SQL both
+//! accept, and compiled once per backend by [`on_conn!`]. Modules below hold
+//! the queries of one table each; nothing here knows HTTP.
 
 #[macro_use]
 pub mod users;
+mod conns;
 pub mod outbox;
 pub mod sessions;
-mod sqlite_conns;
 pub mod uploads;
 
-pub use sqlite_conns::{SqliteConn, SqliteConns};
+pub use conns::{Conns, Limits, Pooled};
 
 use std::path::Path;
 use std::str::FromStr;
@@ -21,12 +21,10 @@ use std::time::Duration;
 
 use rocket::figment::Figment;
 use rocket_db_pools::Database;
-use sqlx::pool::{PoolConnection, PoolOptions};
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool};
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqliteSynchronous,
-};
-use sqlx::{ConnectOptions, Postgres, Sqlite, Transaction};
+use sqlx::pool::PoolOptions;
+use sqlx::postgres::{PgConnectOptions, PgConnection};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqliteSynchronous};
+use sqlx::ConnectOptions;
 use time::OffsetDateTime;
 
 /// Runs `$body` with `$c` bound to the concrete connection of either
@@ -52,15 +50,11 @@ const SQLITE_BUSY_TIMEOUT: Duration = Duration::from_secs(10);
 #[database("roster")]
 pub struct Db(DbPool);
 
+/// The connections of one backend (see [`Conns`] for why not sqlx's pool).
 #[derive(Clone, Debug)]
 pub enum DbPool {
-    /// Single connections come from `conns`, transactions and migrations
-    /// from sqlx's pool (see [`SqliteConns`] for why).
-    Sqlite {
-        pool: SqlitePool,
-        conns: SqliteConns,
-    },
-    Postgres(PgPool),
+    Sqlite(Conns<SqliteConnection>),
+    Postgres(Conns<PgConnection>),
 }
 
 /// A borrowed connection of either backend: from the pool or inside a
@@ -73,16 +67,13 @@ pub enum Conn<'c> {
 // Short-lived, on the stack of one request: boxing would allocate per query.
 #[allow(clippy::large_enum_variant)]
 pub enum PooledConn {
-    Sqlite(SqliteConn),
-    Postgres(PoolConnection<Postgres>),
+    Sqlite(Pooled<SqliteConnection>),
+    Postgres(Pooled<PgConnection>),
 }
 
-/// A write transaction; dropped without [`Tx::commit`] it rolls back.
-#[allow(clippy::large_enum_variant)]
-pub enum Tx {
-    Sqlite(Transaction<'static, Sqlite>),
-    Postgres(Transaction<'static, Postgres>),
-}
+/// A write transaction on a connection of its own; dropped without
+/// [`Tx::commit`] it rolls back.
+pub struct Tx(PooledConn);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Backend {
@@ -100,6 +91,65 @@ impl Backend {
                 "unsupported database URL scheme {scheme:?}: use sqlite://... or postgres://..."
             ))),
         }
+    }
+}
+
+impl DbError {
+    /// A failed first connection, explained: the usual causes of TLS and
+    /// access failures get a sentence that says what to change.
+    fn connect(pool: &DbPool, err: sqlx::Error) -> DbError {
+        let target = match pool {
+            DbPool::Sqlite(conns) => {
+                format!("SQLite file {}", conns.options().get_filename().display())
+            }
+            DbPool::Postgres(conns) => {
+                let o = conns.options();
+                let sslmode = format!("{:?}", o.get_ssl_mode()).to_lowercase();
+                format!(
+                    "PostgreSQL at {}:{} (sslmode={})",
+                    o.get_host(),
+                    o.get_port(),
+                    sslmode.replace("verify", "verify-")
+                )
+            }
+        };
+        let host = match pool {
+            DbPool::Postgres(conns) => conns.options().get_host().to_owned(),
+            DbPool::Sqlite(_) => String::new(),
+        };
+        let detail = err.to_string();
+        let hint = if detail.contains("UnknownIssuer") {
+            Some(
+                "the server's certificate is not signed by a trusted CA: give the CA that \
+                  signed it as sslrootcert=/path/to/ca.pem"
+                    .to_owned(),
+            )
+        } else if detail.contains("NotValidForName") || detail.contains("not valid for name") {
+            Some(format!(
+                "the server's certificate is not valid for the host name {host:?}: connect \
+                 with a name the certificate holds, or use sslmode=verify-ca to check the \
+                 signature only"
+            ))
+        } else if detail.contains("no encryption") {
+            Some(
+                "the server accepts only TLS connections from here: use sslmode=require \
+                 (encrypted) or sslmode=verify-full with sslrootcert (encrypted and verified)"
+                    .to_owned(),
+            )
+        } else if detail.contains("does not support TLS") {
+            Some(
+                "the server does not offer TLS: enable ssl on the server, or use \
+                 sslmode=prefer or sslmode=disable"
+                    .to_owned(),
+            )
+        } else {
+            None
+        };
+        let cause = match hint {
+            Some(hint) => format!("{hint} ({detail})"),
+            None => detail,
+        };
+        DbError::Connect { target, cause }
     }
 }
 
@@ -145,6 +195,10 @@ pub enum DbError {
     Query(#[source] sqlx::Error),
     #[error("database configuration: {0}")]
     Config(String),
+    /// The first connection at start failed: where to, and why, in words an
+    /// operator can act on.
+    #[error("cannot connect to {target}: {cause}")]
+    Connect { target: String, cause: String },
     #[error("migrations failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
 }
@@ -152,12 +206,12 @@ pub enum DbError {
 impl From<sqlx::Error> for DbError {
     fn from(err: sqlx::Error) -> Self {
         match &err {
-            sqlx::Error::PoolTimedOut
-            | sqlx::Error::PoolClosed
-            | sqlx::Error::Io(_)
-            | sqlx::Error::Tls(_) => DbError::Unavailable(err),
-            sqlx::Error::WorkerCrashed => {
-                sqlite_conns::note_worker_crash();
+            sqlx::Error::PoolTimedOut | sqlx::Error::PoolClosed => DbError::Unavailable(err),
+            sqlx::Error::Io(_)
+            | sqlx::Error::Tls(_)
+            | sqlx::Error::Protocol(_)
+            | sqlx::Error::WorkerCrashed => {
+                conns::note_connection_failure();
                 DbError::Unavailable(err)
             }
             sqlx::Error::Database(db) => {
@@ -174,6 +228,9 @@ impl From<sqlx::Error> for DbError {
                     || code == "53300"
                     || matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262");
                 if unavailable {
+                    if code.starts_with("08") || code.starts_with("57P0") {
+                        conns::note_connection_failure();
+                    }
                     DbError::Unavailable(err)
                 } else if code.starts_with("22") {
                     DbError::InvalidValue(err)
@@ -211,8 +268,15 @@ impl rocket_db_pools::Pool for DbPool {
 
 impl DbPool {
     /// Opens the pool the configuration names; SQLite files (and their
-    /// directories) are created when missing.
+    /// directories) are created when missing. Connections are opened on
+    /// demand, so this touches nothing: [`DbPool::migrate`] is the first
+    /// statement.
     pub async fn connect(config: &rocket_db_pools::Config) -> Result<Self, DbError> {
+        let limits = Limits {
+            max: u32::try_from(config.max_connections.max(1)).unwrap_or(u32::MAX),
+            acquire_timeout: Duration::from_secs(config.connect_timeout),
+            idle_timeout: config.idle_timeout.map(Duration::from_secs),
+        };
         match Backend::of_url(&config.url)? {
             Backend::Sqlite => {
                 let connect = SqliteConnectOptions::from_str(&config.url)?
@@ -222,30 +286,23 @@ impl DbPool {
                     .foreign_keys(true)
                     .busy_timeout(SQLITE_BUSY_TIMEOUT)
                     .disable_statement_logging();
-                create_parent_dir(&connect.clone().get_filename())?;
+                create_parent_dir(connect.get_filename())?;
                 // sqlx runs each SQLite connection on a thread of its own and
                 // every statement hops to it and back: more connections than
                 // twice the cores only add thread switching (measured in
-                // bench/), and writers queue on one lock anyway. A connection
-                // to a local file does not go stale, so no ping before use,
-                // nor after (`SqliteConns`).
+                // bench/), and writers queue on one lock anyway.
                 let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
-                let max = config.max_connections.min(cores * 2).max(1) as u32;
-                let options = pool_options(config)
-                    .max_connections(max)
-                    .test_before_acquire(false);
-                let pool = options.connect_with(connect.clone()).await?;
-                let acquire_timeout = Duration::from_secs(config.connect_timeout);
-                let conns = SqliteConns::new(connect, max, acquire_timeout);
-                Ok(DbPool::Sqlite { pool, conns })
+                let max = limits.max.min(cores as u32 * 2);
+                Ok(DbPool::Sqlite(Conns::new(
+                    connect,
+                    Limits { max, ..limits },
+                )))
             }
             Backend::Postgres => {
                 let connect = PgConnectOptions::from_str(&config.url)?
                     .application_name("roster")
                     .disable_statement_logging();
-                Ok(DbPool::Postgres(
-                    pool_options(config).connect_with(connect).await?,
-                ))
+                Ok(DbPool::Postgres(Conns::new(connect, limits)))
             }
         }
     }
@@ -253,48 +310,64 @@ impl DbPool {
     /// Closes every connection, waiting for those in use to come back.
     pub async fn close_all(&self) {
         match self {
-            DbPool::Sqlite { pool, conns } => {
-                conns.close().await;
-                pool.close().await;
-            }
-            DbPool::Postgres(pool) => pool.close().await,
+            DbPool::Sqlite(conns) => conns.close().await,
+            DbPool::Postgres(conns) => conns.close().await,
         }
     }
 
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), DbError> {
+        // On a pool of one connection of its own: sqlx's `Migrator::run`
+        // on a borrowed connection gives a future that rustc cannot prove
+        // `Send` for the fairing that awaits it. One of our connections is
+        // held open meanwhile, so that an in-memory SQLite database (one per
+        // set of options, alive while a connection to it is) outlives the
+        // migrations.
+        let _alive = self.acquire().await.map_err(|err| match err {
+            DbError::Unavailable(err) | DbError::Query(err) => DbError::connect(self, err),
+            other => other,
+        })?;
         match self {
-            DbPool::Sqlite { pool, .. } => SQLITE_MIGRATIONS.run(pool).await?,
-            DbPool::Postgres(pool) => POSTGRES_MIGRATIONS.run(pool).await?,
+            DbPool::Sqlite(conns) => {
+                let pool = PoolOptions::<sqlx::Sqlite>::new()
+                    .max_connections(1)
+                    .connect_with(conns.options().clone())
+                    .await
+                    .map_err(|err| DbError::connect(self, err))?;
+                let done = SQLITE_MIGRATIONS.run(&pool).await;
+                pool.close().await;
+                done?;
+            }
+            DbPool::Postgres(conns) => {
+                let pool = PoolOptions::<sqlx::Postgres>::new()
+                    .max_connections(1)
+                    .connect_with(conns.options().clone())
+                    .await
+                    .map_err(|err| DbError::connect(self, err))?;
+                let done = POSTGRES_MIGRATIONS.run(&pool).await;
+                pool.close().await;
+                done?;
+            }
         }
         Ok(())
     }
 
     pub async fn acquire(&self) -> Result<PooledConn, DbError> {
         Ok(match self {
-            DbPool::Sqlite { conns, .. } => PooledConn::Sqlite(conns.acquire().await?),
-            DbPool::Postgres(pool) => PooledConn::Postgres(pool.acquire().await?),
+            DbPool::Sqlite(conns) => PooledConn::Sqlite(conns.acquire().await?),
+            DbPool::Postgres(conns) => PooledConn::Postgres(conns.acquire().await?),
         })
     }
 
-    /// Starts a write transaction.
-    ///
-    /// On SQLite the transaction takes the write lock at once with a no-op
-    /// write: a deferred transaction that reads first and writes later fails
-    /// with `SQLITE_BUSY` instead of waiting when another writer got in
-    /// between, while one that starts by writing waits its turn under the
-    /// busy timeout. So concurrent writes queue instead of failing.
+    /// Starts a write transaction (on SQLite, one that holds the write lock
+    /// from the start, so that concurrent writes wait for each other).
     pub async fn begin(&self) -> Result<Tx, DbError> {
-        match self {
-            DbPool::Sqlite { pool, .. } => {
-                let mut tx = pool.begin().await?;
-                sqlx::query("UPDATE users SET id = id WHERE 0")
-                    .execute(&mut *tx)
-                    .await?;
-                Ok(Tx::Sqlite(tx))
-            }
-            DbPool::Postgres(pool) => Ok(Tx::Postgres(pool.begin().await?)),
+        let mut conn = self.acquire().await?;
+        match &mut conn {
+            PooledConn::Sqlite(c) => c.begin().await?,
+            PooledConn::Postgres(c) => c.begin().await?,
         }
+        Ok(Tx(conn))
     }
 
     /// Whether the database answers a trivial query.
@@ -327,15 +400,6 @@ impl DbPool {
     }
 }
 
-fn pool_options<DB: sqlx::Database>(config: &rocket_db_pools::Config) -> PoolOptions<DB> {
-    let max = u32::try_from(config.max_connections.max(1)).unwrap_or(u32::MAX);
-    PoolOptions::new()
-        .max_connections(max)
-        .min_connections(config.min_connections.unwrap_or(0))
-        .acquire_timeout(Duration::from_secs(config.connect_timeout))
-        .idle_timeout(config.idle_timeout.map(Duration::from_secs))
-}
-
 fn create_parent_dir(file: &Path) -> Result<(), DbError> {
     match file.parent() {
         Some(dir) if !dir.as_os_str().is_empty() && !dir.exists() => std::fs::create_dir_all(dir)
@@ -349,7 +413,7 @@ fn create_parent_dir(file: &Path) -> Result<(), DbError> {
 impl PooledConn {
     pub fn conn(&mut self) -> Conn<'_> {
         match self {
-            PooledConn::Sqlite(c) => Conn::Sqlite(&mut *c),
+            PooledConn::Sqlite(c) => Conn::Sqlite(c),
             PooledConn::Postgres(c) => Conn::Postgres(c),
         }
     }
@@ -357,16 +421,13 @@ impl PooledConn {
 
 impl Tx {
     pub fn conn(&mut self) -> Conn<'_> {
-        match self {
-            Tx::Sqlite(tx) => Conn::Sqlite(tx),
-            Tx::Postgres(tx) => Conn::Postgres(tx),
-        }
+        self.0.conn()
     }
 
-    pub async fn commit(self) -> Result<(), DbError> {
-        match self {
-            Tx::Sqlite(tx) => tx.commit().await?,
-            Tx::Postgres(tx) => tx.commit().await?,
+    pub async fn commit(mut self) -> Result<(), DbError> {
+        match &mut self.0 {
+            PooledConn::Sqlite(c) => c.commit().await?,
+            PooledConn::Postgres(c) => c.commit().await?,
         }
         Ok(())
     }

@@ -380,7 +380,7 @@ async fn create_pg_database(admin_url: &str, name: &str) {
     let mut conn = sqlx::PgConnection::connect(admin_url)
         .await
         .unwrap_or_else(|e| panic!("{POSTGRES_ENV}={admin_url} does not answer: {e}"));
-    sqlx::query(&format!("CREATE DATABASE \"{name}\""))
+    sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
         .execute(&mut conn)
         .await
         .expect("create test database");
@@ -401,10 +401,12 @@ impl Drop for TestApp {
                 runtime.block_on(async move {
                     use sqlx::Connection;
                     let mut conn = sqlx::PgConnection::connect(&admin_url).await?;
-                    sqlx::query(&format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))
-                        .execute(&mut conn)
-                        .await
-                        .map(drop)
+                    sqlx::query(sqlx::AssertSqlSafe(format!(
+                        "DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"
+                    )))
+                    .execute(&mut conn)
+                    .await
+                    .map(drop)
                 })
             })
             .join();

@@ -4,6 +4,11 @@
 
 say() { printf '[services] %s\n' "$*" >&2; }
 
+# Where the test tools keep what outlives a clone (virtualenvs, the advisory
+# database): one directory, $ROSTER_CACHE.
+export ROSTER_CACHE=${ROSTER_CACHE:-${TMPDIR:-/var/tmp}/roster-cache}
+mkdir -p "$ROSTER_CACHE"
+
 apt_install() {
     say "installing $*"
     if [ -z "${ROSTER_APT_UPDATED:-}" ]; then
@@ -48,6 +53,11 @@ ensure_postgres() {
     printf '%s\n' "$url"
 }
 
+# openssl makes the certificates of the TLS tests.
+ensure_openssl() {
+    command -v openssl >/dev/null 2>&1 || apt_install openssl
+}
+
 # Debian's Chromium, for the browser test (test tools never download one).
 ensure_chromium() {
     if ! command -v chromium >/dev/null 2>&1; then
@@ -58,7 +68,7 @@ ensure_chromium() {
 # Prints the Python of a virtualenv outside the clone holding
 # tests/docs/requirements.txt; reinstalled only when that file changes.
 ensure_python_tools() {
-    local venv=${ROSTER_VENV:-/var/tmp/roster-venv}
+    local venv=${ROSTER_VENV:-$ROSTER_CACHE/venv}
     local requirements=tests/docs/requirements.txt
     local stamp="$venv/.requirements.sha256"
     local want; want=$(sha256sum "$requirements" | cut -d' ' -f1)
@@ -91,27 +101,28 @@ ensure_cargo_audit() {
     fi
 }
 
-# Prints the path of a checkout of the RustSec advisory database, kept
-# outside the clone: updated from GitHub when GitHub answers, else cloned
-# from a local mirror ($ROSTER_ADVISORY_MIRROR, or the mirror this project's
-# build machines keep) when there is no checkout yet. Fails when neither
-# works: an audit without a database would pass by proving nothing.
+# Prints the path of a checkout of the RustSec advisory database, kept in
+# $ROSTER_CACHE. With $ROSTER_ADVISORY_BUNDLE (a `git bundle` snapshot of
+# rustsec/advisory-db) the checkout is exactly that snapshot, and nothing is
+# fetched: CI passes one, as it cannot reach GitHub. Without it the checkout
+# is cloned from, and then updated from, GitHub. Fails when there is no
+# database: an audit without one would pass by proving nothing.
 ensure_advisory_db() {
-    local db=${ROSTER_ADVISORY_DB:-/var/tmp/roster-advisory-db}
+    local db=$ROSTER_CACHE/advisory-db
     local upstream=https://github.com/rustsec/advisory-db.git
-    if [ ! -d "$db/.git" ]; then
-        local source
-        for source in "$upstream" ${ROSTER_ADVISORY_MIRROR:-} /work/.mirror/rustsec+advisory-db/repo; do
-            [ -n "$source" ] || continue
-            [ "$source" = "$upstream" ] || [ -e "$source" ] || continue
+    local bundle=${ROSTER_ADVISORY_BUNDLE:-}
+    if [ -n "$bundle" ]; then
+        [ -f "$bundle" ] || { say "ROSTER_ADVISORY_BUNDLE names no file: $bundle"; return 1; }
+        local want; want=$(git bundle list-heads "$bundle" | awk 'NR == 1 {print $1}')
+        if [ "$(git -C "$db" rev-parse -q --verify HEAD 2>/dev/null)" != "$want" ]; then
             rm -rf "$db"
-            if GIT_TERMINAL_PROMPT=0 timeout 300 git clone -q "$source" "$db" >&2 2>/dev/null; then
-                say "advisory database cloned from $source"
-                git -C "$db" remote set-url origin "$upstream"
-                break
-            fi
-        done
-        [ -d "$db/.git" ] || { rm -rf "$db"; say "no RustSec advisory database: GitHub is unreachable and no mirror was found (set ROSTER_ADVISORY_MIRROR)"; return 1; }
+            git clone -q "$bundle" "$db" >&2 || { say "cannot clone the advisory database from $bundle"; return 1; }
+            say "advisory database cloned from the bundle $bundle"
+        fi
+    elif [ ! -d "$db/.git" ]; then
+        rm -rf "$db"
+        GIT_TERMINAL_PROMPT=0 timeout 300 git clone -q "$upstream" "$db" >&2 \
+            || { rm -rf "$db"; say "no RustSec advisory database: $upstream is unreachable (set ROSTER_ADVISORY_BUNDLE to a git bundle of it)"; return 1; }
     elif ! GIT_TERMINAL_PROMPT=0 timeout 120 git -C "$db" pull -q --ff-only >&2 2>/dev/null; then
         say "advisory database not updated: $upstream is unreachable"
     fi

@@ -21,15 +21,10 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// The Python with aiosmtpd that `tests/run` prepares (`ROSTER_TEST_PYTHON`),
+/// else `python3`.
 fn python() -> String {
-    std::env::var("ROSTER_TEST_PYTHON").unwrap_or_else(|_| {
-        let venv = "/var/tmp/roster-venv/bin/python";
-        if std::path::Path::new(venv).exists() {
-            venv.into()
-        } else {
-            "python3".into()
-        }
-    })
+    std::env::var("ROSTER_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
 }
 
 /// An SMTP server process of this test's own.

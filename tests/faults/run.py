@@ -127,12 +127,17 @@ def pg_bin(tool):
 class PrivatePostgres:
     """A PostgreSQL cluster of this test's own, run as the postgres user."""
 
-    def __init__(self):
+    def __init__(self, configure=None):
+        """`configure(data_dir)`, if given, runs after initdb and before the
+        first start (as root; files it writes are handed to postgres)."""
         self.dir = tempfile.mkdtemp(prefix="roster-pg-")
         shutil.chown(self.dir, "postgres")
         self.port = free_port()
         self.data = f"{self.dir}/data"
         self._as_postgres([pg_bin("initdb"), "-D", self.data, "-A", "trust", "-U", "postgres"])
+        if configure:
+            configure(self.data)
+            subprocess.run(["chown", "-R", "postgres:", self.data], check=True)
         self.start()
 
     def _as_postgres(self, argv):

@@ -115,9 +115,17 @@ ensure_advisory_db() {
         [ -f "$bundle" ] || { say "ROSTER_ADVISORY_BUNDLE names no file: $bundle"; return 1; }
         local want; want=$(git bundle list-heads "$bundle" | awk 'NR == 1 {print $1}')
         if [ "$(git -C "$db" rev-parse -q --verify HEAD 2>/dev/null)" != "$want" ]; then
+            # The snapshot is shallow (one commit, no parents), which
+            # `git clone` refuses: unbundle it into a repository marked
+            # shallow at that commit.
             rm -rf "$db"
-            git clone -q "$bundle" "$db" >&2 || { say "cannot clone the advisory database from $bundle"; return 1; }
-            say "advisory database cloned from the bundle $bundle"
+            git init -q "$db" >&2 \
+                && git -C "$db" bundle unbundle "$bundle" >/dev/null \
+                && printf '%s\n' "$want" > "$db/.git/shallow" \
+                && git -C "$db" update-ref refs/heads/main "$want" \
+                && git -C "$db" checkout -q main \
+                || { rm -rf "$db"; say "cannot unpack the advisory database from $bundle"; return 1; }
+            say "advisory database unpacked from the bundle $bundle"
         fi
     elif [ ! -d "$db/.git" ]; then
         rm -rf "$db"

@@ -8,9 +8,10 @@ use rocket_okapi::okapi::openapi3::{
 };
 use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 
-use super::tokens::{TokenError, TokenKeys};
+use super::tokens::{Claims, TokenError, TokenKeys};
+use crate::db::sessions::{self, AuthRecord};
 use crate::db::users::UserRecord;
-use crate::db::{sessions, Db, PooledConn};
+use crate::db::{Db, PooledConn};
 use crate::domain::Role;
 use crate::error::{stash, ApiError};
 
@@ -49,21 +50,82 @@ impl AuthUser {
 /// An `AuthUser` who is an admin (403 otherwise).
 pub struct AdminUser(pub AuthUser);
 
-/// An [`AuthUser`] with the pooled connection that checked the token, for
-/// handlers that only read: one trip to the pool per request instead of two
-/// (sqlx pings every connection given back, a round trip to the database or
-/// to SQLite's connection thread). Handlers that write take [`AuthUser`], so
-/// that no request ever holds two connections of a small pool.
+/// A bearer token whose signature and expiry are good, with a pooled
+/// connection, for handlers that only read: the rest of the check (the user
+/// exists and is active, the session is open, the token version current)
+/// runs on that connection, joined to the handler's read where one
+/// statement can do both ([`AuthConn::user`], [`AuthConn::users`]), so an
+/// authenticated read is one round trip to the database. Handlers that
+/// write take [`AuthUser`], so that no request ever holds two connections
+/// of a small pool.
 pub struct AuthConn {
-    pub auth: AuthUser,
-    pub conn: PooledConn,
+    claims: Claims,
+    user_id: i64,
+    conn: PooledConn,
+}
+
+impl AuthConn {
+    /// The rest of the token check alone: the user, and the connection
+    /// for the handler's own reads.
+    pub async fn check(mut self) -> Result<(AuthUser, PooledConn), ApiError> {
+        let record =
+            sessions::load_for_token(self.conn.conn(), self.user_id, &self.claims.sid).await?;
+        Ok((admit(record, self.claims)?, self.conn))
+    }
+
+    /// `input` parsed, or its error once the token is checked: a bad token
+    /// is 401 before a bad parameter is 422, as with every other guard.
+    pub async fn parsed<T>(self, input: Result<T, ApiError>) -> Result<(Self, T), ApiError> {
+        match input {
+            Ok(value) => Ok((self, value)),
+            Err(err) => {
+                self.check().await?;
+                Err(err)
+            }
+        }
+    }
+
+    /// The token check and user `id` (any state), in one statement.
+    pub async fn user(mut self, id: i64) -> Result<(AuthUser, Option<UserRecord>), ApiError> {
+        let found = sessions::load_for_token_with_user(
+            self.conn.conn(),
+            self.user_id,
+            &self.claims.sid,
+            id,
+        )
+        .await?;
+        let (record, user) = found.map_or((None, None), |(record, user)| (Some(record), user));
+        Ok((admit(record, self.claims)?, user))
+    }
+
+    /// The token check and a page of users ordered by id, in one statement.
+    pub async fn users(
+        mut self,
+        include_inactive: bool,
+        skip: i64,
+        limit: i64,
+    ) -> Result<(AuthUser, Vec<UserRecord>), ApiError> {
+        let found = sessions::load_for_token_with_page(
+            self.conn.conn(),
+            self.user_id,
+            &self.claims.sid,
+            include_inactive,
+            skip,
+            limit,
+        )
+        .await?;
+        let (record, users) = found.map_or((None, Vec::new()), |(r, users)| (Some(r), users));
+        Ok((admit(record, self.claims)?, users))
+    }
 }
 
 fn unauthorized(message: &str) -> ApiError {
     ApiError::Unauthorized(message.to_owned())
 }
 
-async fn authenticate(request: &Request<'_>) -> Result<AuthConn, ApiError> {
+/// A token's signature and expiry checked, and a connection to check the
+/// rest on; nothing is read yet.
+async fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
     let header = request
         .headers()
         .get_one("Authorization")
@@ -88,23 +150,34 @@ async fn authenticate(request: &Request<'_>) -> Result<AuthConn, ApiError> {
         .rocket()
         .state::<Db>()
         .ok_or_else(|| ApiError::internal("database is not managed"))?;
-    let mut conn = db.acquire().await?;
-    let record = sessions::load_for_token(conn.conn(), user_id, &claims.sid)
-        .await?
-        .ok_or_else(|| unauthorized("Invalid token"))?;
+    let conn = db.acquire().await?;
+    Ok(AuthConn {
+        claims,
+        user_id,
+        conn,
+    })
+}
+
+/// The token's user as the database has it, if it may act: it exists, is
+/// active, and the token's session is open and its version current.
+fn admit(record: Option<AuthRecord>, claims: Claims) -> Result<AuthUser, ApiError> {
+    let record = record.ok_or_else(|| unauthorized("Invalid token"))?;
     if !record.user.is_active {
         return Err(unauthorized("Account is inactive"));
     }
     if !record.session_live || record.user.token_version != claims.ver {
         return Err(unauthorized("Token has been revoked"));
     }
-    Ok(AuthConn {
-        auth: AuthUser {
-            user: record.user,
-            session_id: claims.sid,
-        },
-        conn,
+    Ok(AuthUser {
+        user: record.user,
+        session_id: claims.sid,
     })
+}
+
+/// The whole check, its connection given back.
+async fn authenticate(request: &Request<'_>) -> Result<AuthUser, ApiError> {
+    let (auth, _conn) = verify_token(request).await?.check().await?;
+    Ok(auth)
 }
 
 /// A guard's outcome: on failure the error is stashed for the catcher,
@@ -121,9 +194,7 @@ impl<'r> FromRequest<'r> for AuthUser {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        // The connection goes back to the pool here.
-        let result = authenticate(request).await.map(|checked| checked.auth);
-        outcome(request, result)
+        outcome(request, authenticate(request).await)
     }
 }
 
@@ -132,7 +203,7 @@ impl<'r> FromRequest<'r> for AuthConn {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        outcome(request, authenticate(request).await)
+        outcome(request, verify_token(request).await)
     }
 }
 
@@ -141,9 +212,9 @@ impl<'r> FromRequest<'r> for AdminUser {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        let result = authenticate(request).await.and_then(|checked| {
-            if checked.auth.is_admin() {
-                Ok(AdminUser(checked.auth))
+        let result = authenticate(request).await.and_then(|auth| {
+            if auth.is_admin() {
+                Ok(AdminUser(auth))
             } else {
                 Err(ApiError::Forbidden("Admin privileges required".into()))
             }

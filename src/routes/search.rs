@@ -76,7 +76,7 @@ pub async fn search_users(
     auth: AuthConn,
     search: ValidQuery<SearchQuery>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
-    let AuthConn { mut conn, .. } = auth;
+    let (_, mut conn) = auth.check().await?;
     let search = search.into_inner()?;
     let needle = trimmed(&search.query).to_lowercase();
     let found = users::search(conn.conn(), &needle, search.skip, search.limit).await?;

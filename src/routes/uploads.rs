@@ -195,7 +195,7 @@ pub async fn list_uploads(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UploadResponse>>, ApiError> {
-    let AuthConn { auth, mut conn } = auth;
+    let (auth, mut conn) = auth.check().await?;
     let paging = paging.into_inner()?;
     let list = uploads::list_for_owner(conn.conn(), auth.id(), paging.skip, paging.limit).await?;
     Ok(Json(list.iter().map(UploadResponse::from).collect()))

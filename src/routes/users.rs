@@ -84,9 +84,8 @@ pub async fn list_users(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
-    let AuthConn { mut conn, .. } = auth;
-    let paging = paging.into_inner()?;
-    let page = users::list(conn.conn(), false, paging.skip, paging.limit).await?;
+    let (auth, paging) = auth.parsed(paging.into_inner()).await?;
+    let (_, page) = auth.users(false, paging.skip, paging.limit).await?;
     Ok(Json(page.iter().map(UserResponse::from).collect()))
 }
 
@@ -94,10 +93,11 @@ pub async fn list_users(
 #[openapi(tag = "Users")]
 #[get("/users/<user_id>")]
 pub async fn get_user(auth: AuthConn, user_id: Id) -> Result<Json<UserResponse>, ApiError> {
-    let AuthConn { auth, mut conn } = auth;
-    let id = user_id.get()?;
-    match users::find(conn.conn(), id).await? {
-        Some(user) if user.is_active || auth.is_admin() => Ok(Json(UserResponse::from(&user))),
+    let (auth, id) = auth.parsed(user_id.get()).await?;
+    match auth.user(id).await? {
+        (auth, Some(user)) if user.is_active || auth.is_admin() => {
+            Ok(Json(UserResponse::from(&user)))
+        }
         _ => Err(ApiError::user_not_found()),
     }
 }

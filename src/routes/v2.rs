@@ -98,7 +98,7 @@ pub async fn list_users(
     auth: AuthConn,
     query: ValidQuery<V2Query>,
 ) -> Result<Json<UserPage>, ApiError> {
-    let AuthConn { auth, mut conn } = auth;
+    let (auth, mut conn) = auth.check().await?;
     let query = query.into_inner()?;
     if query.include_inactive.0 && !auth.is_admin() {
         return Err(ApiError::Forbidden(

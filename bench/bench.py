@@ -16,8 +16,17 @@ Scenarios (Roster's paths; the FastAPI peer's in brackets):
 
 For each: requests/s, p50 and p99 latency, errors (non-2xx and socket
 errors), and the server's peak RSS during the scenario. Prints a Markdown
-table and writes bench/results.json and bench/RESULTS.md.
-Standard library only; needs wrk and, with --compare, python3-venv.
+table and writes bench/RESULTS.md and bench/results.json (SQLite) or
+bench/RESULTS-postgres.md and bench/results-postgres.json (PostgreSQL).
+
+The peer (--compare) is bench/peer/, run on the same backend as Roster.
+Environment:
+  ROSTER_BENCH_POSTGRES_URL  admin URL for --backend postgres, default
+                             postgres://postgres@127.0.0.1:5432/test; each
+                             server gets a fresh database beside it
+  ROSTER_PEER_VENV           the peer's venv, default <temp dir>/roster-peer-venv
+Standard library only; needs wrk, psql for PostgreSQL and, with --compare,
+python3-venv.
 """
 
 import argparse
@@ -25,6 +34,7 @@ import json
 import os
 import platform
 import re
+import shlex
 import shutil
 import signal
 import socket
@@ -38,7 +48,9 @@ from pathlib import Path
 from urllib import request as urlrequest
 
 ROOT = Path(__file__).resolve().parent.parent
-PEER = ROOT.parent / "shared" / "peers" / "fastapi-ref"
+PEER = ROOT / "bench" / "peer"
+PEER_VENV = Path(os.environ.get("ROSTER_PEER_VENV") or Path(tempfile.gettempdir()) / "roster-peer-venv")
+DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
 USERS = 10_000
 PASSWORD = "Passw0rd1"
 SECRET = "bench-secret-0123456789abcdef0123456789"
@@ -241,26 +253,27 @@ class Roster:
 
 
 class Peer:
-    """The tutorial's FastAPI app, run the way its README says (2 workers)."""
+    """bench/peer: the tutorial's FastAPI stack, 2 uvicorn workers.
+
+    database_url is SQLAlchemy's: sqlite+aiosqlite:///path or
+    postgresql+asyncpg://user@host:port/db."""
 
     name = "fastapi"
 
-    def __init__(self, workdir):
-        self.dir = Path(workdir) / "fastapi-ref"
-        shutil.copytree(PEER, self.dir, ignore=shutil.ignore_patterns(".venv", "*.db", "__pycache__"))
-        venv = Path(os.environ.get("ROSTER_PEER_VENV", "/var/tmp/roster-peer-venv"))
+    def __init__(self, database_url):
+        venv = PEER_VENV
         stamp = venv / ".requirements"
-        requirements = (self.dir / "requirements.txt").read_text()
+        requirements = (PEER / "requirements.txt").read_text()
         if not (venv / "bin" / "python").exists() or not stamp.exists() or stamp.read_text() != requirements:
             subprocess.run([sys.executable, "-m", "venv", str(venv)], check=True)
-            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(self.dir / "requirements.txt")], check=True)
+            subprocess.run([str(venv / "bin" / "pip"), "install", "-q", "-r", str(PEER / "requirements.txt")], check=True)
             stamp.write_text(requirements)
         self.python = str(venv / "bin" / "python")
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
-        self.env = dict(os.environ, SECRET_KEY=SECRET, PYTHON=self.python, DATABASE_URL=f"sqlite+aiosqlite:///{self.dir}/ref.db")
-        subprocess.run([self.python, "seed.py", str(USERS), PASSWORD], cwd=self.dir, env=self.env, check=True, capture_output=True)
-        self.process = subprocess.Popen(["./run.sh", str(self.port), "2"], cwd=self.dir, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.env = dict(os.environ, SECRET_KEY=SECRET, PYTHON=self.python, DATABASE_URL=database_url, PYTHONDONTWRITEBYTECODE="1")
+        subprocess.run([self.python, "seed.py", str(USERS), PASSWORD], cwd=PEER, env=self.env, check=True, capture_output=True)
+        self.process = subprocess.Popen(["./run.sh", str(self.port), "2"], cwd=PEER, env=self.env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_live(f"{self.base}/docs", self.process)
 
     def stop(self):
@@ -271,7 +284,7 @@ class Peer:
             self.process.kill()
 
     def token(self, username):
-        status, body = http("POST", f"{self.base}/auth/login", {"username": username.replace("user0", "user", 1), "password": PASSWORD})
+        status, body = http("POST", f"{self.base}/auth/login", {"username": username, "password": PASSWORD})
         assert status == 200, (status, body)
         return body["access_token"]
 
@@ -299,9 +312,9 @@ def run_scenarios(server, script, duration, connections, only_peer_set=False):
     results = {}
     login_user = "user00501"
     token = server.token(login_user)
-    user_id = 5003  # user05002: active (every 50th seeded user is not)
+    user_id = 5003  # Roster: user05002 (id 1 is benchseed); the peer: user05003; both active
     paths = server.paths(user_id)
-    login_body = {"username": login_user if server.name == "roster" else "user0501", "password": PASSWORD}
+    login_body = {"username": login_user, "password": PASSWORD}
 
     def measure(label, path, **kw):
         with RssSampler(server.process.pid) as rss:
@@ -344,11 +357,25 @@ def run_scenarios(server, script, duration, connections, only_peer_set=False):
     return results
 
 
-def verdicts(roster, peer, fairings):
+def verdicts(roster, peer, fairings, backend="sqlite"):
     rows = []
 
     def add(target, ok, detail):
         rows.append((target, "met" if ok else "NOT met", detail))
+
+    def peak_rss():
+        peak = max(v.get("peak_rss_mib", 0) for k, v in roster.items() if isinstance(v, dict))
+        add("peak RSS under 64 MiB", peak < 64, f"{peak:.1f} MiB")
+
+    if backend == "postgres":
+        s = roster["b user by id"]
+        add("(b) p99 under 10 ms", s["p99_ms"] < 10, f"{s['p99_ms']:.2f} ms")
+        if peer:
+            for key, label in (("b user by id", "b"), ("c list", "c"), ("d me", "d")):
+                ratio = roster[key]["rps"] / peer[key]["rps"]
+                add(f"({label}) at least 20x the FastAPI peer on PostgreSQL", ratio >= 20, f"{ratio:.1f}x")
+        peak_rss()
+        return rows
 
     for key, label in (("b user by id", "b"), ("c list", "c"), ("d me", "d")):
         s = roster[key]
@@ -365,8 +392,7 @@ def verdicts(roster, peer, fairings):
     add("(f) at least 90 % of the bcrypt ceiling", fr >= 0.9, f"{fr * 100:.0f} % ({roster['f login']['rps']:.1f} of {roster['f ceiling']['rps']:.1f}/s)")
     g = roster["g reads during logins"]["p99_ms"] / roster["b user by id"]["p99_ms"]
     add("(g) reads' p99 under 3x their p99 in (b)", g < 3, f"{g:.2f}x")
-    peak = max(v.get("peak_rss_mib", 0) for k, v in roster.items() if isinstance(v, dict))
-    add("peak RSS under 64 MiB", peak < 64, f"{peak:.1f} MiB")
+    peak_rss()
     for key, label in (("a health", "a"), ("b user by id", "b")):
         share = fairings[key]["on_rps"] / fairings[key]["off_rps"]
         add(f"({label}) with the rate-limit fairing within 10 % of without", share >= 0.9, f"{share * 100:.0f} %")
@@ -382,7 +408,8 @@ def table(roster, peer, fairings):
         row = f"| {key} | {s['rps']:.1f} | {s['p50_ms']:.2f} | {s['p99_ms']:.2f} | {s['errors']} | {s.get('peak_rss_mib', 0):.1f} |"
         if peer:
             p = peer.get(key)
-            row += f" {p['rps']:.1f} | {p['p99_ms']:.2f} | {s['rps'] / p['rps']:.1f}x |" if p else " | | |"
+            ratio = f"{s['rps'] / p['rps']:.1f}x" if p and p["rps"] else "–"
+            row += f" {p['rps']:.1f} | {p['p99_ms']:.2f} | {ratio} |" if p else " | | |"
         lines.append(row)
     c = roster["f ceiling"]
     lines.append(f"\nbcrypt: one login alone takes {c['one_hash_ms']:.1f} ms (p50, one connection), so the ceiling on {c['cores']} cores is {c['rps']:.1f} logins/s.")
@@ -399,28 +426,52 @@ def table(roster, peer, fairings):
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--binary", required=True)
-    parser.add_argument("--postgres", action="store_true", help="PostgreSQL (ROSTER_BENCH_POSTGRES_URL, default postgres://postgres@127.0.0.1:5432/test)")
-    parser.add_argument("--compare", action="store_true", help="also run the FastAPI peer on the same data")
+    parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
+                        help=f"the database of Roster and of the peer; postgres: ROSTER_BENCH_POSTGRES_URL, default {DEFAULT_POSTGRES_URL}")
+    parser.add_argument("--postgres", dest="backend", action="store_const", const="postgres", help="same as --backend postgres")
+    parser.add_argument("--postgres-sslmode", default="disable", choices=["disable", "prefer", "require"],
+                        help="TLS between each server and PostgreSQL, the same for Roster and the peer "
+                             "(default disable: both sit beside the database on loopback)")
+    parser.add_argument("--compare", action="store_true", help="also run the FastAPI peer (bench/peer) on the same data and backend")
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--connections", type=int, default=64)
-    parser.add_argument("--out", default=str(ROOT / "bench" / "RESULTS.md"))
-    parser.add_argument("--json", default=str(ROOT / "bench" / "results.json"))
+    parser.add_argument("--out", help="default bench/RESULTS.md, or bench/RESULTS-postgres.md with --backend postgres")
+    parser.add_argument("--json", help="default bench/results.json, or bench/results-postgres.json with --backend postgres")
     args = parser.parse_args()
+    postgres = args.backend == "postgres"
+    suffix = "-postgres" if postgres else ""
+    args.out = args.out or str(ROOT / "bench" / f"RESULTS{suffix}.md")
+    args.json = args.json or str(ROOT / "bench" / f"results{suffix}.json")
 
     script_file = tempfile.NamedTemporaryFile("w", suffix=".lua", delete=False)
     script_file.write(WRK_SCRIPT)
     script_file.close()
     workdir = tempfile.mkdtemp(prefix="roster-bench-")
-    backend = "PostgreSQL" if args.postgres else "SQLite"
-    admin_url = os.environ.get("ROSTER_BENCH_POSTGRES_URL", "postgres://postgres@127.0.0.1:5432/test")
-    bench_db = f"roster_bench_{os.getpid()}"
+    backend = "PostgreSQL" if postgres else "SQLite"
+    admin_url = os.environ.get("ROSTER_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL)
+    databases = []  # PostgreSQL databases this run created, dropped at the end
+
+    def fresh_postgres(label):
+        """A new database beside admin_url's; returns admin_url pointing at it."""
+        name = f"roster_bench_{os.getpid()}_{len(databases)}_{label}"
+        subprocess.run(["psql", admin_url, "-q", "-c", "SET client_min_messages = warning",
+                        "-c", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)", "-c", f"CREATE DATABASE {name}"], check=True)
+        databases.append(name)
+        return re.sub(r"/[^/?]+(\?|$)", rf"/{name}\1", admin_url, count=1)
+
+    def with_param(url, key, value):
+        return f"{url}{'&' if '?' in url else '?'}{key}={value}"
 
     def database_url():
-        if not args.postgres:
+        if not postgres:
             return f"sqlite://{workdir}/bench-{time.monotonic_ns()}.db?mode=rwc"
-        subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"], check=True)
-        subprocess.run(["psql", admin_url, "-qc", f"CREATE DATABASE {bench_db}"], check=True)
-        return re.sub(r"/[^/?]+(\?|$)", rf"/{bench_db}\1", admin_url, count=1)
+        return with_param(fresh_postgres("roster"), "sslmode", args.postgres_sslmode)
+
+    def peer_database_url():
+        if not postgres:
+            return f"sqlite+aiosqlite:///{workdir}/peer.db"
+        url = re.sub(r"^[a-z+]+://", "postgresql+asyncpg://", fresh_postgres("peer"), count=1)
+        return with_param(url, "ssl", args.postgres_sslmode)
 
     try:
         print(f"Roster on {backend}:", flush=True)
@@ -457,19 +508,19 @@ def main():
 
         peer = None
         if args.compare:
-            print("FastAPI peer (2 workers, SQLite):", flush=True)
-            peer_server = Peer(workdir)
+            print(f"FastAPI peer (2 workers, {backend}):", flush=True)
+            peer_server = Peer(peer_database_url())
             try:
                 peer = run_scenarios(peer_server, script_file.name, args.duration, args.connections)
             finally:
                 peer_server.stop()
     finally:
         os.unlink(script_file.name)
-        if args.postgres:
-            subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {bench_db} WITH (FORCE)"], check=False)
+        for name in databases:
+            subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = verdicts(roster, peer, fairings)
+    rows = verdicts(roster, peer, fairings, args.backend)
     rendered = table(roster, peer, fairings)
     targets = "\n".join(["| target | verdict | measured |", "|---|---|---|"] + [f"| {t} | {v} | {d} |" for t, v, d in rows])
     print("\n" + rendered + "\n\n" + targets)
@@ -478,23 +529,29 @@ def main():
     commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True, text=True).stdout.strip()
     rustc = subprocess.run(["rustc", "--version"], capture_output=True, text=True).stdout.strip()
     wrk_version = subprocess.run(["wrk", "-v"], capture_output=True, text=True).stdout.splitlines()[0] if shutil.which("wrk") else "?"
-    command = "bench/run " + " ".join(sys.argv[3:])
+    # bench/run sets ROSTER_BENCH_COMMAND and passes its own --binary first.
+    if os.environ.get("ROSTER_BENCH_COMMAND"):
+        command = shlex.join([os.environ["ROSTER_BENCH_COMMAND"]] + sys.argv[3:])
+    else:
+        command = shlex.join(["python3", os.path.relpath(sys.argv[0], ROOT) if sys.argv[0].startswith(str(ROOT)) else sys.argv[0]] + sys.argv[1:])
     machine = f"{os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, {round(os.sysconf('SC_PAGE_SIZE') * os.sysconf('SC_PHYS_PAGES') / 2**30)} GiB"
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     Path(args.json).write_text(json.dumps({"backend": backend, "when": stamp, "commit": commit, "machine": machine,
-                                           "duration": args.duration, "connections": args.connections,
+                                           "command": command, "duration": args.duration, "connections": args.connections,
                                            "roster": roster, "fairings_off": fairings, "fastapi": peer,
                                            "targets": [dict(zip(("target", "verdict", "measured"), r)) for r in rows]}, indent=2))
+    peer_line = (f"the FastAPI peer (`bench/peer`: uvicorn, 2 workers) on {backend}, a database of its own with the same users, in the same run"
+                 if peer else "not run (add --compare)")
     Path(args.out).write_text(f"""# Benchmark results
 
 Generated by `bench/run` — do not edit by hand; run it again.
 
-- Command: `{command.strip()}` (wrk, {args.connections} connections, {args.duration} per scenario, 2 threads)
+- Command: `{command}` (wrk, {args.connections} connections, {args.duration} per scenario, 2 threads)
 - When: {stamp}, commit `{commit}`
-- Backend: {backend}, {USERS:,} users seeded directly; bcrypt cost 12; rate limits set out of reach
+- Backend: {backend}{f" (sslmode={args.postgres_sslmode} for Roster and the peer alike)" if postgres else ""}, {USERS:,} users seeded directly; bcrypt cost 12; rate limits set out of reach
 - Machine: {machine}; load generator on the same cores
 - Versions: {rustc}; {wrk_version}
-- Peer: {"the FastAPI reference app (uvicorn, 2 workers, SQLite) on the same data, in the same run" if peer else "not run (add --compare)"}
+- Peer: {peer_line}
 
 ## Scenarios
 

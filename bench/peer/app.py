@@ -1,0 +1,166 @@
+"""The benchmark's peer: the user API as the FastAPI tutorial builds it.
+
+FastAPI + Pydantic 2, SQLAlchemy 2 async (aiosqlite or asyncpg), bcrypt cost
+12, JWT HS256 (PyJWT). Every bearer request loads its user from the database,
+as the tutorial's get_current_user does.
+
+Environment:
+  DATABASE_URL  sqlite+aiosqlite:///path/to.db (default ./peer.db)
+                or postgresql+asyncpg://user@host:port/db
+  SECRET_KEY    the JWT signing key (required)
+"""
+
+import os
+import sys
+from datetime import datetime, timedelta, timezone
+from typing import Annotated, AsyncIterator
+
+import bcrypt
+import jwt
+from fastapi import Depends, FastAPI, HTTPException, Path, Query, status
+from fastapi.concurrency import run_in_threadpool
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import BaseModel, ConfigDict
+from sqlalchemy import DateTime, String, event, func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///./peer.db")
+SECRET_KEY = os.environ.get("SECRET_KEY") or sys.exit("SECRET_KEY is not set")
+ALGORITHM = "HS256"
+TOKEN_MINUTES = 30
+BCRYPT_COST = 12
+
+engine = create_async_engine(DATABASE_URL)
+Session = async_sessionmaker(engine, expire_on_commit=False)
+
+if engine.dialect.name == "sqlite":
+    # Several uvicorn workers share one file: readers must not block.
+    @event.listens_for(engine.sync_engine, "connect")
+    def _pragmas(connection, _record):
+        cursor = connection.cursor()
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute("PRAGMA busy_timeout=5000")
+        cursor.close()
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    username: Mapped[str] = mapped_column(String(50), unique=True, index=True)
+    email: Mapped[str] = mapped_column(String(255))
+    hashed_password: Mapped[str] = mapped_column(String(255))
+    age: Mapped[int | None]
+    is_active: Mapped[bool] = mapped_column(default=True)
+    role: Mapped[str] = mapped_column(String(20), default="user")
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+async def init_db() -> None:
+    """Creates the tables if they are missing (run.sh calls it once)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(Base.metadata.create_all)
+
+
+def hash_password(password: str) -> str:
+    return bcrypt.hashpw(password.encode(), bcrypt.gensalt(BCRYPT_COST)).decode()
+
+
+def verify_password(password: str, hashed: str) -> bool:
+    return bcrypt.checkpw(password.encode(), hashed.encode())
+
+
+class UserOut(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: int
+    username: str
+    email: str
+    age: int | None
+    is_active: bool
+    role: str
+    created_at: datetime
+
+
+class LoginRequest(BaseModel):
+    username: str
+    password: str
+
+
+class Token(BaseModel):
+    access_token: str
+    token_type: str = "bearer"
+
+
+async def get_db() -> AsyncIterator[AsyncSession]:
+    async with Session() as session:
+        yield session
+
+
+Db = Annotated[AsyncSession, Depends(get_db)]
+bearer = HTTPBearer()
+
+
+async def get_current_user(
+    credentials: Annotated[HTTPAuthorizationCredentials, Depends(bearer)], db: Db
+) -> User:
+    unauthorized = HTTPException(
+        status.HTTP_401_UNAUTHORIZED, "Could not validate credentials", {"WWW-Authenticate": "Bearer"}
+    )
+    try:
+        payload = jwt.decode(credentials.credentials, SECRET_KEY, algorithms=[ALGORITHM])
+    except jwt.InvalidTokenError:
+        raise unauthorized
+    username = payload.get("sub")
+    if not isinstance(username, str):
+        raise unauthorized
+    user = await db.scalar(select(User).where(User.username == username))
+    if user is None or not user.is_active:
+        raise unauthorized
+    return user
+
+
+CurrentUser = Annotated[User, Depends(get_current_user)]
+
+app = FastAPI(title="Roster benchmark peer")
+
+
+@app.post("/auth/login", response_model=Token)
+async def login(body: LoginRequest, db: Db):
+    user = await db.scalar(select(User).where(User.username == body.username))
+    # bcrypt takes ~0.25 s at cost 12: off the event loop.
+    if user is None or not await run_in_threadpool(verify_password, body.password, user.hashed_password):
+        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "Incorrect username or password")
+    if not user.is_active:
+        raise HTTPException(status.HTTP_403_FORBIDDEN, "Inactive user")
+    expires = datetime.now(timezone.utc) + timedelta(minutes=TOKEN_MINUTES)
+    token = jwt.encode({"sub": user.username, "exp": expires}, SECRET_KEY, algorithm=ALGORITHM)
+    return Token(access_token=token)
+
+
+# /users/me before /users/{user_id}, or "me" would be parsed as an id.
+@app.get("/users/me", response_model=UserOut)
+async def read_me(current_user: CurrentUser):
+    return current_user
+
+
+@app.get("/users/{user_id}", response_model=UserOut)
+# As in the tutorial, reading users needs no token: only /users/me does.
+async def read_user(user_id: Annotated[int, Path(ge=1, le=2**31 - 1)], db: Db):
+    user = await db.get(User, user_id)
+    if user is None:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, "User not found")
+    return user
+
+
+@app.get("/users", response_model=list[UserOut])
+async def list_users(
+    db: Db, skip: int = Query(0, ge=0), limit: int = Query(10, ge=1, le=100)
+):
+    result = await db.scalars(select(User).order_by(User.id).offset(skip).limit(limit))
+    return result.all()

@@ -54,8 +54,8 @@ pub struct AdminUser(pub AuthUser);
 /// connection, for handlers that only read: the rest of the check (the user
 /// exists and is active, the session is open, the token version current)
 /// runs on that connection, joined to the handler's read where one
-/// statement can do both ([`AuthConn::user`], [`AuthConn::users`]), so an
-/// authenticated read is one round trip to the database. Handlers that
+/// statement does both better than two ([`AuthConn::user`]), so a read by
+/// id is one round trip to the database. Handlers that
 /// write take [`AuthUser`], so that no request ever holds two connections
 /// of a small pool.
 pub struct AuthConn {
@@ -96,26 +96,6 @@ impl AuthConn {
         .await?;
         let (record, user) = found.map_or((None, None), |(record, user)| (Some(record), user));
         Ok((admit(record, self.claims)?, user))
-    }
-
-    /// The token check and a page of users ordered by id, in one statement.
-    pub async fn users(
-        mut self,
-        include_inactive: bool,
-        skip: i64,
-        limit: i64,
-    ) -> Result<(AuthUser, Vec<UserRecord>), ApiError> {
-        let found = sessions::load_for_token_with_page(
-            self.conn.conn(),
-            self.user_id,
-            &self.claims.sid,
-            include_inactive,
-            skip,
-            limit,
-        )
-        .await?;
-        let (record, users) = found.map_or((None, Vec::new()), |(r, users)| (Some(r), users));
-        Ok((admit(record, self.claims)?, users))
     }
 }
 

@@ -213,39 +213,6 @@ pub async fn load_for_token_with_user(
     Ok(found.map(|(auth, users)| (auth, users.into_iter().next())))
 }
 
-/// The token check of [`load_for_token`] and a page of users (as
-/// [`super::users::list`]), in one statement.
-pub async fn load_for_token_with_page(
-    conn: Conn<'_>,
-    user_id: i64,
-    session_id: &str,
-    include_inactive: bool,
-    skip: i64,
-    limit: i64,
-) -> Result<Option<(AuthRecord, Vec<UserRecord>)>, DbError> {
-    const SQL: &str = concat!(
-        "WITH a AS MATERIALIZED (SELECT ",
-        token_columns!(),
-        " FROM users a WHERE a.id = $1) \
-         SELECT a.*, t.* FROM a LEFT JOIN (SELECT ",
-        user_columns!(),
-        " FROM users WHERE (is_active OR $3) ORDER BY id LIMIT $4 OFFSET $5) t ON TRUE \
-         ORDER BY t.id"
-    );
-    let found = on_conn!(conn, c => {
-        let rows = sqlx::query(SQL)
-            .bind(user_id)
-            .bind(session_id)
-            .bind(include_inactive)
-            .bind(limit)
-            .bind(skip)
-            .fetch_all(c)
-            .await?;
-        token_and_users!(rows)
-    })?;
-    Ok(found)
-}
-
 /// The user an access token names, and whether its session is open: one
 /// query per authenticated request.
 pub async fn load_for_token(

@@ -84,8 +84,9 @@ pub async fn list_users(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
-    let (auth, paging) = auth.parsed(paging.into_inner()).await?;
-    let (_, page) = auth.users(false, paging.skip, paging.limit).await?;
+    let (_, mut conn) = auth.check().await?;
+    let paging = paging.into_inner()?;
+    let page = users::list(conn.conn(), false, paging.skip, paging.limit).await?;
     Ok(Json(page.iter().map(UserResponse::from).collect()))
 }
 

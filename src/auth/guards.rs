@@ -9,8 +9,8 @@ use rocket_okapi::okapi::openapi3::{
 use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 
 use super::tokens::{Claims, TokenError, TokenKeys};
-use crate::db::sessions::{self, AuthRecord};
-use crate::db::users::UserRecord;
+use crate::db::sessions::{self, AuthRecord, TokenClaims};
+use crate::db::users::{self, UserRecord};
 use crate::db::{Db, PooledConn};
 use crate::domain::Role;
 use crate::error::{stash, ApiError};
@@ -54,8 +54,8 @@ pub struct AdminUser(pub AuthUser);
 /// connection, for handlers that only read: the rest of the check (the user
 /// exists and is active, the session is open, the token version current)
 /// runs on that connection, joined to the handler's read where one
-/// statement does both better than two ([`AuthConn::user`]), so a read by
-/// id is one round trip to the database. Handlers that
+/// statement can do both ([`AuthConn::visible_user`], [`AuthConn::users`]),
+/// so such a read is one round trip to the database. Handlers that
 /// write take [`AuthUser`], so that no request ever holds two connections
 /// of a small pool.
 pub struct AuthConn {
@@ -85,17 +85,47 @@ impl AuthConn {
         }
     }
 
-    /// The token check and user `id` (any state), in one statement.
-    pub async fn user(mut self, id: i64) -> Result<(AuthUser, Option<UserRecord>), ApiError> {
-        let found = sessions::load_for_token_with_user(
-            self.conn.conn(),
-            self.user_id,
-            &self.claims.sid,
-            id,
-        )
-        .await?;
-        let (record, user) = found.map_or((None, None), |(record, user)| (Some(record), user));
-        Ok((admit(record, self.claims)?, user))
+    /// User `id` if the caller may see it (an active user, or any user for
+    /// an admin), the token checked in the same statement; `None` (404)
+    /// otherwise, whether it exists or not.
+    pub async fn visible_user(mut self, id: i64) -> Result<Option<UserRecord>, ApiError> {
+        let token = token_claims(self.user_id, &self.claims);
+        match users::find_if_token(self.conn.conn(), &token, id).await? {
+            Some((user, Some(role))) => Ok((user.is_active || role == Role::Admin).then_some(user)),
+            // A bad token, or no such user: the check alone says which.
+            _ => {
+                self.check().await?;
+                Ok(None)
+            }
+        }
+    }
+
+    /// A page of users ordered by id, the token checked in the same
+    /// statement. An empty page may mean a bad token: then the check alone
+    /// says why (or that the page really is empty).
+    pub async fn users(
+        mut self,
+        include_inactive: bool,
+        skip: i64,
+        limit: i64,
+    ) -> Result<Vec<UserRecord>, ApiError> {
+        let token = token_claims(self.user_id, &self.claims);
+        let page =
+            users::list_if_token(self.conn.conn(), &token, include_inactive, skip, limit).await?;
+        if page.is_empty() {
+            self.check().await?;
+        }
+        Ok(page)
+    }
+}
+
+/// What a read checks in its own statement (fields, not `self`: the
+/// connection is borrowed beside them).
+fn token_claims(user_id: i64, claims: &Claims) -> TokenClaims<'_> {
+    TokenClaims {
+        user_id,
+        session_id: &claims.sid,
+        version: claims.ver,
     }
 }
 

@@ -299,8 +299,14 @@ impl DbPool {
                 )))
             }
             Backend::Postgres => {
+                // Every statement is prepared once per connection; without
+                // this PostgreSQL plans most of them anew on each execution
+                // (a custom plan looks cheaper to it than the generic one for
+                // a parameterised LIMIT), which was a fifth of its time
+                // under load (bench/NOTES.md).
                 let connect = PgConnectOptions::from_str(&config.url)?
                     .application_name("roster")
+                    .options([("plan_cache_mode", "force_generic_plan")])
                     .disable_statement_logging();
                 Ok(DbPool::Postgres(Conns::new(connect, limits)))
             }

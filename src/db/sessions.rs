@@ -116,102 +116,26 @@ pub async fn revoke_all(conn: Conn<'_>, user_id: i64, now: OffsetDateTime) -> Re
     Ok(())
 }
 
-/// The columns of [`AuthRecord`] for the user `a` that an access token
-/// names (`$1`, its session `$2`), prefixed `a_` so that a read can stand
-/// beside them in one row.
-macro_rules! token_columns {
+/// What an access token claims, for a read that checks it in its own
+/// statement.
+pub struct TokenClaims<'a> {
+    pub user_id: i64,
+    pub session_id: &'a str,
+    pub version: i64,
+}
+
+/// A condition that holds exactly when the token of parameters `$1`-`$3`
+/// ([`TokenClaims`]) may act: its user exists and is active, its session is
+/// open and its version current. It names nothing of the outer statement,
+/// so the database evaluates it once per statement, not once per row.
+macro_rules! token_holds {
     () => {
-        "a.id AS a_id, a.username AS a_username, a.email AS a_email, a.age AS a_age, \
-         a.role AS a_role, a.is_active AS a_is_active, a.token_version AS a_token_version, \
-         a.password_hash AS a_password_hash, a.created_at AS a_created_at, \
-         a.updated_at AS a_updated_at, \
-         EXISTS (SELECT 1 FROM sessions s \
-                 WHERE s.id = $2 AND s.user_id = a.id AND s.revoked_at IS NULL) AS a_session_live"
+        "EXISTS (SELECT 1 FROM users a JOIN sessions s ON s.user_id = a.id \
+                 WHERE a.id = $1 AND s.id = $2 AND a.token_version = $3 AND a.is_active \
+                   AND s.revoked_at IS NULL)"
     };
 }
-
-/// [`AuthRecord`] as [`token_columns!`] names it.
-#[derive(sqlx::FromRow)]
-struct PrefixedAuth {
-    a_id: i64,
-    a_username: String,
-    a_email: String,
-    a_age: Option<i32>,
-    #[sqlx(try_from = "String")]
-    a_role: crate::domain::Role,
-    a_is_active: bool,
-    a_token_version: i64,
-    a_password_hash: String,
-    a_created_at: OffsetDateTime,
-    a_updated_at: OffsetDateTime,
-    a_session_live: bool,
-}
-
-impl From<PrefixedAuth> for AuthRecord {
-    fn from(a: PrefixedAuth) -> Self {
-        AuthRecord {
-            user: UserRecord {
-                id: a.a_id,
-                username: a.a_username,
-                email: a.a_email,
-                age: a.a_age,
-                role: a.a_role,
-                is_active: a.a_is_active,
-                token_version: a.a_token_version,
-                password_hash: a.a_password_hash,
-                created_at: a.a_created_at,
-                updated_at: a.a_updated_at,
-            },
-            session_live: a.a_session_live,
-        }
-    }
-}
-
-/// The token check is a materialized CTE so that its session lookup runs
-/// once, not once per row read beside it.
-///
-/// Rows of a token check joined (`LEFT JOIN ... ON TRUE`) to a read of
-/// users: the check, and the users read (none when the read found none).
-/// No row at all means the token's user does not exist.
-macro_rules! token_and_users {
-    ($rows:expr) => {{
-        use sqlx::{FromRow, Row};
-        let mut users = Vec::with_capacity($rows.len());
-        let mut auth = None;
-        for row in &$rows {
-            if auth.is_none() {
-                auth = Some(AuthRecord::from(PrefixedAuth::from_row(row)?));
-            }
-            if row.try_get::<Option<i64>, _>("id")?.is_some() {
-                users.push(UserRecord::from_row(row)?);
-            }
-        }
-        Ok::<_, sqlx::Error>(auth.map(|auth| (auth, users)))
-    }};
-}
-
-/// The token check of [`load_for_token`] and user `target` (any state), in
-/// one statement: one round trip for an authenticated read by id.
-pub async fn load_for_token_with_user(
-    conn: Conn<'_>,
-    user_id: i64,
-    session_id: &str,
-    target: i64,
-) -> Result<Option<(AuthRecord, Option<UserRecord>)>, DbError> {
-    const SQL: &str = concat!(
-        "WITH a AS MATERIALIZED (SELECT ",
-        token_columns!(),
-        " FROM users a WHERE a.id = $1) \
-         SELECT a.*, t.* FROM a LEFT JOIN (SELECT ",
-        user_columns!(),
-        " FROM users WHERE id = $3) t ON TRUE"
-    );
-    let found = on_conn!(conn, c => {
-        let rows = sqlx::query(SQL).bind(user_id).bind(session_id).bind(target).fetch_all(c).await?;
-        token_and_users!(rows)
-    })?;
-    Ok(found.map(|(auth, users)| (auth, users.into_iter().next())))
-}
+pub(crate) use token_holds;
 
 /// The user an access token names, and whether its session is open: one
 /// query per authenticated request.

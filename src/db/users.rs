@@ -2,6 +2,7 @@
 
 use time::OffsetDateTime;
 
+use super::sessions::{token_holds, TokenClaims};
 use super::{on_conn, Conn, DbError};
 use crate::domain::Role;
 
@@ -139,6 +140,70 @@ pub async fn list(
         .fetch_all(c)
         .await)?;
     Ok(rows)
+}
+
+/// [`list`], only if `token` may act ([`sessions::token_holds!`]): an
+/// authenticated page in one statement. Empty when it may not.
+pub async fn list_if_token(
+    conn: Conn<'_>,
+    token: &TokenClaims<'_>,
+    include_inactive: bool,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<UserRecord>, DbError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE ",
+        token_holds!(),
+        " AND (is_active OR $4) ORDER BY id LIMIT $5 OFFSET $6"
+    );
+    let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(token.user_id)
+        .bind(token.session_id)
+        .bind(token.version)
+        .bind(include_inactive)
+        .bind(limit)
+        .bind(skip)
+        .fetch_all(c)
+        .await)?;
+    Ok(rows)
+}
+
+/// User `id` (any state), only if `token` may act, with the role of the
+/// token's user: an authenticated read by id in one statement. `None` when
+/// there is no such user; the role is `None` when the token may not act.
+pub async fn find_if_token(
+    conn: Conn<'_>,
+    token: &TokenClaims<'_>,
+    id: i64,
+) -> Result<Option<(UserRecord, Option<Role>)>, DbError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        ", (SELECT role FROM users a WHERE a.id = $1 AND ",
+        token_holds!(),
+        ") AS caller_role FROM users WHERE id = $4"
+    );
+    let found = on_conn!(conn, c => {
+        let row = sqlx::query(SQL)
+            .bind(token.user_id)
+            .bind(token.session_id)
+            .bind(token.version)
+            .bind(id)
+            .fetch_optional(c)
+            .await?;
+        row.map(|row| {
+            use sqlx::{FromRow, Row};
+            let role: Option<String> = row.try_get("caller_role")?;
+            let role = role.map(Role::try_from).transpose().map_err(|e| {
+                sqlx::Error::ColumnDecode { index: "caller_role".into(), source: e.into() }
+            })?;
+            Ok::<_, sqlx::Error>((UserRecord::from_row(&row)?, role))
+        })
+        .transpose()
+    })?;
+    Ok(found)
 }
 
 /// Applies `changes` to user `id`; `None` when there is no such user.

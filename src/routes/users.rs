@@ -84,9 +84,8 @@ pub async fn list_users(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
-    let (_, mut conn) = auth.check().await?;
-    let paging = paging.into_inner()?;
-    let page = users::list(conn.conn(), false, paging.skip, paging.limit).await?;
+    let (auth, paging) = auth.parsed(paging.into_inner()).await?;
+    let page = auth.users(false, paging.skip, paging.limit).await?;
     Ok(Json(page.iter().map(UserResponse::from).collect()))
 }
 
@@ -95,11 +94,9 @@ pub async fn list_users(
 #[get("/users/<user_id>")]
 pub async fn get_user(auth: AuthConn, user_id: Id) -> Result<Json<UserResponse>, ApiError> {
     let (auth, id) = auth.parsed(user_id.get()).await?;
-    match auth.user(id).await? {
-        (auth, Some(user)) if user.is_active || auth.is_admin() => {
-            Ok(Json(UserResponse::from(&user)))
-        }
-        _ => Err(ApiError::user_not_found()),
+    match auth.visible_user(id).await? {
+        Some(user) => Ok(Json(UserResponse::from(&user))),
+        None => Err(ApiError::user_not_found()),
     }
 }
 

@@ -790,3 +790,51 @@ async fn reads_with_one_connection_per_request_and_check_the_session() {
         assert_eq!(reply.body["detail"], "Token has been revoked", "{path}");
     }
 }
+
+/// A read by id and a page of users check the token inside their own
+/// statement: a bad token is still 401 whatever the read finds, and an
+/// inactive user is visible to admins only.
+#[rocket::async_test]
+async fn reads_that_check_the_token_in_their_statement_refuse_bad_tokens_first() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("boss").await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    let bob_path = format!("/api/v1/users/{}", bob.id);
+    let reply = app
+        .patch_as(&admin, &bob_path, &json!({"is_active": false}))
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.text);
+    assert_eq!(app.get_as(&alice, &bob_path).await.status, Status::NotFound);
+    let reply = app.get_as(&admin, &bob_path).await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.text);
+    assert_eq!(reply.body["is_active"], false);
+    assert_eq!(
+        app.get_as(&alice, "/api/v1/users/999999").await.status,
+        Status::NotFound
+    );
+    // A deactivated caller: 401, not an empty page or a 404.
+    let reply = app.get_as(&bob, "/api/v1/users?skip=10000&limit=10").await;
+    assert_eq!(reply.status, Status::Unauthorized, "{}", reply.text);
+    assert_eq!(reply.body["detail"], "Account is inactive");
+    // An empty page for a good token is an empty page.
+    let reply = app
+        .get_as(&alice, "/api/v1/users?skip=10000&limit=10")
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.text);
+    assert_eq!(reply.body, json!([]));
+
+    let reply = app.call(&alice, "POST", "/api/v1/auth/logout", None).await;
+    assert_eq!(reply.status, Status::NoContent, "{}", reply.text);
+    for path in [
+        format!("/api/v1/users/{}", alice.id),
+        "/api/v1/users/999999".to_owned(),
+        "/api/v1/users/abc".to_owned(),
+        "/api/v1/users?limit=10".to_owned(),
+        "/api/v1/users?limit=0".to_owned(),
+    ] {
+        let reply = app.get_as(&alice, &path).await;
+        assert_eq!(reply.status, Status::Unauthorized, "{path}: {}", reply.text);
+        assert_eq!(reply.body["detail"], "Token has been revoked", "{path}");
+    }
+}

@@ -429,10 +429,10 @@ def main():
     parser.add_argument("--backend", choices=("sqlite", "postgres"), default="sqlite",
                         help=f"the database of Roster and of the peer; postgres: ROSTER_BENCH_POSTGRES_URL, default {DEFAULT_POSTGRES_URL}")
     parser.add_argument("--postgres", dest="backend", action="store_const", const="postgres", help="same as --backend postgres")
-    parser.add_argument("--postgres-sslmode", default="prefer", choices=["disable", "prefer", "require"],
+    parser.add_argument("--postgres-sslmode", default="disable", choices=["disable", "prefer", "require"],
                         help="TLS between each server and PostgreSQL, the same for Roster and the peer "
-                             "(default prefer, libpq's and both drivers' default: TLS when the server "
-                             "offers it, as Debian's PostgreSQL does)")
+                             "(default disable: both sit beside the database on loopback; prefer is "
+                             "libpq's and both drivers' default, TLS when the server offers it)")
     parser.add_argument("--compare", action="store_true", help="also run the FastAPI peer (bench/peer) on the same data and backend")
     parser.add_argument("--duration", default="10s")
     parser.add_argument("--connections", type=int, default=64)

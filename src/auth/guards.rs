@@ -11,7 +11,7 @@ use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 use super::tokens::{Claims, TokenError, TokenKeys};
 use crate::db::sessions::{self, AuthRecord, TokenClaims};
 use crate::db::users::{self, UserRecord};
-use crate::db::{Db, PooledConn};
+use crate::db::{Conn, Db, PooledConn};
 use crate::domain::Role;
 use crate::error::{stash, ApiError};
 
@@ -65,12 +65,18 @@ pub struct AuthConn {
 }
 
 impl AuthConn {
+    /// The rest of the token check alone: the user, if the token may act.
+    pub async fn user(&mut self) -> Result<AuthUser, ApiError> {
+        let record =
+            sessions::load_for_token(self.conn.conn(), self.user_id, &self.claims.sid).await?;
+        admit(record, &self.claims)
+    }
+
     /// The rest of the token check alone: the user, and the connection
     /// for the handler's own reads.
     pub async fn check(mut self) -> Result<(AuthUser, PooledConn), ApiError> {
-        let record =
-            sessions::load_for_token(self.conn.conn(), self.user_id, &self.claims.sid).await?;
-        Ok((admit(record, self.claims)?, self.conn))
+        let user = self.user().await?;
+        Ok((user, self.conn))
     }
 
     /// `input` parsed, or its error once the token is checked: a bad token
@@ -100,21 +106,33 @@ impl AuthConn {
         }
     }
 
+    /// The connection and the token's claims, for a read that checks the
+    /// token in its own statement (`db::sessions::token_holds!`); then
+    /// [`AuthConn::settle`] with whether it found nothing.
+    pub fn parts(&mut self) -> (Conn<'_>, TokenClaims<'_>) {
+        (self.conn.conn(), token_claims(self.user_id, &self.claims))
+    }
+
+    /// After such a read: an empty answer may mean a bad token, so the
+    /// check alone runs and says why (or that there was nothing to find).
+    pub async fn settle(self, found_nothing: bool) -> Result<(), ApiError> {
+        if found_nothing {
+            self.check().await?;
+        }
+        Ok(())
+    }
+
     /// A page of users ordered by id, the token checked in the same
-    /// statement. An empty page may mean a bad token: then the check alone
-    /// says why (or that the page really is empty).
+    /// statement.
     pub async fn users(
         mut self,
         include_inactive: bool,
         skip: i64,
         limit: i64,
     ) -> Result<Vec<UserRecord>, ApiError> {
-        let token = token_claims(self.user_id, &self.claims);
-        let page =
-            users::list_if_token(self.conn.conn(), &token, include_inactive, skip, limit).await?;
-        if page.is_empty() {
-            self.check().await?;
-        }
+        let (conn, token) = self.parts();
+        let page = users::list_if_token(conn, &token, include_inactive, skip, limit).await?;
+        self.settle(page.is_empty()).await?;
         Ok(page)
     }
 }
@@ -170,7 +188,7 @@ async fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
 
 /// The token's user as the database has it, if it may act: it exists, is
 /// active, and the token's session is open and its version current.
-fn admit(record: Option<AuthRecord>, claims: Claims) -> Result<AuthUser, ApiError> {
+fn admit(record: Option<AuthRecord>, claims: &Claims) -> Result<AuthUser, ApiError> {
     let record = record.ok_or_else(|| unauthorized("Invalid token"))?;
     if !record.user.is_active {
         return Err(unauthorized("Account is inactive"));
@@ -180,7 +198,7 @@ fn admit(record: Option<AuthRecord>, claims: Claims) -> Result<AuthUser, ApiErro
     }
     Ok(AuthUser {
         user: record.user,
-        session_id: claims.sid,
+        session_id: claims.sid.clone(),
     })
 }
 

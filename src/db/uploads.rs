@@ -2,6 +2,7 @@
 
 use time::OffsetDateTime;
 
+use super::sessions::{token_holds, TokenClaims};
 use super::{on_conn, Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -50,20 +51,25 @@ pub async fn find(conn: Conn<'_>, id: &str) -> Result<Option<UploadRecord>, DbEr
     Ok(row)
 }
 
-/// The owner's uploads, newest first.
+/// The uploads of the token's user, newest first, only if `token` may act
+/// (one statement; empty when it may not).
 pub async fn list_for_owner(
     conn: Conn<'_>,
-    owner_id: i64,
+    token: &TokenClaims<'_>,
     skip: i64,
     limit: i64,
 ) -> Result<Vec<UploadRecord>, DbError> {
     const SQL: &str = concat!(
         "SELECT ",
         upload_columns!(),
-        " FROM uploads WHERE owner_id = $1 ORDER BY seq DESC LIMIT $2 OFFSET $3"
+        " FROM uploads WHERE ",
+        token_holds!(),
+        " AND owner_id = $1 ORDER BY seq DESC LIMIT $4 OFFSET $5"
     );
     let rows = on_conn!(conn, c => sqlx::query_as::<_, UploadRecord>(SQL)
-        .bind(owner_id)
+        .bind(token.user_id)
+        .bind(token.session_id)
+        .bind(token.version)
         .bind(limit)
         .bind(skip)
         .fetch_all(c)

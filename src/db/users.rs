@@ -267,16 +267,23 @@ pub async fn lock_active_admins(conn: Conn<'_>) -> Result<Vec<i64>, DbError> {
 }
 
 /// Active users whose username or email contains `needle` (already
-/// lowercased), as literal text, ordered by username ignoring case, then id.
+/// lowercased), as literal text, ordered by username ignoring case, then id;
+/// only if `token` may act (one statement; empty when it may not).
 pub async fn search(
     conn: Conn<'_>,
+    token: &TokenClaims<'_>,
     needle: &str,
     skip: i64,
     limit: i64,
 ) -> Result<Vec<UserRecord>, DbError> {
     macro_rules! order {
         () => {
-            " ORDER BY lower(username), id LIMIT $2 OFFSET $3"
+            " ORDER BY lower(username), id LIMIT $5 OFFSET $6"
+        };
+    }
+    macro_rules! from_users_where {
+        () => {
+            concat!(" FROM users WHERE ", token_holds!(), " AND is_active AND ")
         };
     }
     // No username or email holds a NUL, and PostgreSQL text cannot even
@@ -290,13 +297,16 @@ pub async fn search(
             const SQL: &str = concat!(
                 "SELECT ",
                 user_columns!(),
-                " FROM users WHERE is_active AND id IN \
-                 (SELECT rowid FROM users_search WHERE users_search MATCH $1)",
+                from_users_where!(),
+                "id IN (SELECT rowid FROM users_search WHERE users_search MATCH $4)",
                 order!()
             );
             // A quoted FTS5 string is matched literally (`"` doubled).
             let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
             sqlx::query_as::<_, UserRecord>(SQL)
+                .bind(token.user_id)
+                .bind(token.session_id)
+                .bind(token.version)
                 .bind(phrase)
                 .bind(limit)
                 .bind(skip)
@@ -307,11 +317,14 @@ pub async fn search(
             const SQL: &str = concat!(
                 "SELECT ",
                 user_columns!(),
-                " FROM users WHERE is_active \
-                 AND (instr(lower(username), $1) > 0 OR instr(email, $1) > 0)",
+                from_users_where!(),
+                "(instr(lower(username), $4) > 0 OR instr(email, $4) > 0)",
                 order!()
             );
             sqlx::query_as::<_, UserRecord>(SQL)
+                .bind(token.user_id)
+                .bind(token.session_id)
+                .bind(token.version)
                 .bind(needle)
                 .bind(limit)
                 .bind(skip)
@@ -322,12 +335,15 @@ pub async fn search(
             const SQL: &str = concat!(
                 "SELECT ",
                 user_columns!(),
-                " FROM users WHERE is_active \
-                 AND (lower(username) LIKE $1 ESCAPE '\\' OR email LIKE $1 ESCAPE '\\')",
+                from_users_where!(),
+                "(lower(username) LIKE $4 ESCAPE '\\' OR email LIKE $4 ESCAPE '\\')",
                 order!()
             );
             let pattern = format!("%{}%", escape_like(needle));
             sqlx::query_as::<_, UserRecord>(SQL)
+                .bind(token.user_id)
+                .bind(token.session_id)
+                .bind(token.version)
                 .bind(pattern)
                 .bind(limit)
                 .bind(skip)
@@ -351,9 +367,11 @@ fn escape_like(text: &str) -> String {
 }
 
 /// Up to `limit` users with ids above `after`, ordered by id: keyset
-/// pagination, whose cost does not grow with depth.
+/// pagination, whose cost does not grow with depth; only if `token` may act
+/// (one statement; empty when it may not).
 pub async fn list_after(
     conn: Conn<'_>,
+    token: &TokenClaims<'_>,
     after: i64,
     include_inactive: bool,
     limit: i64,
@@ -361,9 +379,14 @@ pub async fn list_after(
     const SQL: &str = concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE id > $1 AND (is_active OR $2) ORDER BY id LIMIT $3"
+        " FROM users WHERE ",
+        token_holds!(),
+        " AND id > $4 AND (is_active OR $5) ORDER BY id LIMIT $6"
     );
     let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(token.user_id)
+        .bind(token.session_id)
+        .bind(token.version)
         .bind(after)
         .bind(include_inactive)
         .bind(limit)

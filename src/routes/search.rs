@@ -76,10 +76,11 @@ pub async fn search_users(
     auth: AuthConn,
     search: ValidQuery<SearchQuery>,
 ) -> Result<Json<Vec<UserResponse>>, ApiError> {
-    let (_, mut conn) = auth.check().await?;
-    let search = search.into_inner()?;
+    let (mut auth, search) = auth.parsed(search.into_inner()).await?;
     let needle = trimmed(&search.query).to_lowercase();
-    let found = users::search(conn.conn(), &needle, search.skip, search.limit).await?;
+    let (conn, token) = auth.parts();
+    let found = users::search(conn, &token, &needle, search.skip, search.limit).await?;
+    auth.settle(found.is_empty()).await?;
     Ok(Json(found.iter().map(UserResponse::from).collect()))
 }
 

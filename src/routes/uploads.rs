@@ -195,9 +195,10 @@ pub async fn list_uploads(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UploadResponse>>, ApiError> {
-    let (auth, mut conn) = auth.check().await?;
-    let paging = paging.into_inner()?;
-    let list = uploads::list_for_owner(conn.conn(), auth.id(), paging.skip, paging.limit).await?;
+    let (mut auth, paging) = auth.parsed(paging.into_inner()).await?;
+    let (conn, token) = auth.parts();
+    let list = uploads::list_for_owner(conn, &token, paging.skip, paging.limit).await?;
+    auth.settle(list.is_empty()).await?;
     Ok(Json(list.iter().map(UploadResponse::from).collect()))
 }
 

@@ -98,22 +98,25 @@ pub async fn list_users(
     auth: AuthConn,
     query: ValidQuery<V2Query>,
 ) -> Result<Json<UserPage>, ApiError> {
-    let (auth, mut conn) = auth.check().await?;
-    let query = query.into_inner()?;
-    if query.include_inactive.0 && !auth.is_admin() {
+    let (mut auth, query) = auth.parsed(query.into_inner()).await?;
+    // Only an admin may list inactive users: that needs the check first.
+    if query.include_inactive.0 && !auth.user().await?.is_admin() {
         return Err(ApiError::Forbidden(
             "Only an admin may list inactive users".into(),
         ));
     }
     let after = query.cursor.as_deref().and_then(decode_cursor).unwrap_or(0);
     // One row more than asked tells whether another page exists.
+    let (conn, token) = auth.parts();
     let mut page = users::list_after(
-        conn.conn(),
+        conn,
+        &token,
         after,
         query.include_inactive.0,
         query.limit + 1,
     )
     .await?;
+    auth.settle(page.is_empty()).await?;
     let more = page.len() as i64 > query.limit;
     page.truncate(query.limit as usize);
     let next_cursor = match page.last() {

@@ -814,9 +814,17 @@ async fn reads_that_check_the_token_in_their_statement_refuse_bad_tokens_first()
         Status::NotFound
     );
     // A deactivated caller: 401, not an empty page or a 404.
-    let reply = app.get_as(&bob, "/api/v1/users?skip=10000&limit=10").await;
-    assert_eq!(reply.status, Status::Unauthorized, "{}", reply.text);
-    assert_eq!(reply.body["detail"], "Account is inactive");
+    for path in [
+        "/api/v1/users?skip=10000&limit=10",
+        "/api/v1/users/search?query=ali",
+        "/api/v2/users?limit=10",
+        "/api/v1/uploads",
+        "/api/v1/users/1",
+    ] {
+        let reply = app.get_as(&bob, path).await;
+        assert_eq!(reply.status, Status::Unauthorized, "{path}: {}", reply.text);
+        assert_eq!(reply.body["detail"], "Account is inactive", "{path}");
+    }
     // An empty page for a good token is an empty page.
     let reply = app
         .get_as(&alice, "/api/v1/users?skip=10000&limit=10")

@@ -64,7 +64,8 @@ pub async fn list_for_owner(
         upload_columns!(),
         " FROM uploads WHERE ",
         token_holds!(),
-        " AND owner_id = $1 ORDER BY seq DESC LIMIT $4 OFFSET $5"
+        " AND owner_id = $1 ORDER BY seq DESC",
+        limit_offset!("$4", "$5")
     );
     let rows = on_conn!(conn, c => sqlx::query_as::<_, UploadRecord>(SQL)
         .bind(token.user_id)

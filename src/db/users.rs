@@ -121,27 +121,6 @@ pub async fn find_by_username(
     Ok(row)
 }
 
-/// A page of users ordered by id; inactive users only when asked for.
-pub async fn list(
-    conn: Conn<'_>,
-    include_inactive: bool,
-    skip: i64,
-    limit: i64,
-) -> Result<Vec<UserRecord>, DbError> {
-    const SQL: &str = concat!(
-        "SELECT ",
-        user_columns!(),
-        " FROM users WHERE (is_active OR $1) ORDER BY id LIMIT $2 OFFSET $3"
-    );
-    let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
-        .bind(include_inactive)
-        .bind(limit)
-        .bind(skip)
-        .fetch_all(c)
-        .await)?;
-    Ok(rows)
-}
-
 /// [`list`], only if `token` may act ([`sessions::token_holds!`]): an
 /// authenticated page in one statement. Empty when it may not.
 pub async fn list_if_token(
@@ -156,7 +135,8 @@ pub async fn list_if_token(
         user_columns!(),
         " FROM users WHERE ",
         token_holds!(),
-        " AND (is_active OR $4) ORDER BY id LIMIT $5 OFFSET $6"
+        " AND (is_active OR $4) ORDER BY id",
+        limit_offset!("$5", "$6")
     );
     let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
         .bind(token.user_id)
@@ -278,7 +258,7 @@ pub async fn search(
 ) -> Result<Vec<UserRecord>, DbError> {
     macro_rules! order {
         () => {
-            " ORDER BY lower(username), id LIMIT $5 OFFSET $6"
+            concat!(" ORDER BY lower(username), id", limit_offset!("$5", "$6"))
         };
     }
     macro_rules! from_users_where {
@@ -381,7 +361,8 @@ pub async fn list_after(
         user_columns!(),
         " FROM users WHERE ",
         token_holds!(),
-        " AND id > $4 AND (is_active OR $5) ORDER BY id LIMIT $6"
+        " AND id > $4 AND (is_active OR $5) ORDER BY id",
+        limit_offset!("$6")
     );
     let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
         .bind(token.user_id)

@@ -31,7 +31,7 @@ fn field(name: &'static str) -> impl Fn(Invalid) -> AdminError {
 }
 
 /// Creates an active admin after running migrations. A taken username or
-/// email, or a value that breaks API.md's rules, is an error and nothing is
+/// email, or a value that breaks the API's rules (README), is an error and nothing is
 /// written.
 pub async fn create_admin(
     figment: &Figment,

@@ -264,7 +264,7 @@ impl Settings {
 fn defaults() -> Figment {
     Figment::new()
         .merge(Serialized::defaults(Settings::default()))
-        // A client must not choose its own address with a header (API.md "Limits").
+        // A client must not choose its own address with a header (README, "Rate limits").
         .merge(Serialized::default("ip_header", false))
         // Let in-flight requests finish on SIGTERM/SIGINT.
         .merge(Serialized::default("shutdown.grace", 10))

@@ -1,4 +1,5 @@
-//! One error type for every failure, rendered as API.md's JSON shape.
+//! One error type for every failure, rendered as the API's JSON shape
+//! (README, "Errors").
 //!
 //! Handlers return `Result<_, ApiError>`; guards that fail stash their
 //! `ApiError` in the request's local cache and the catcher renders it, so a

@@ -1,7 +1,7 @@
 //! Validated values and the request/response models built from them.
 //!
-//! A value of these types has passed every rule of API.md; code that holds a
-//! `Username` never checks it again. Nothing here knows HTTP or SQL.
+//! A value of these types has passed every rule of the API (README, OpenAPI
+//! schemas); code that holds a `Username` never checks it again. Nothing here knows HTTP or SQL.
 
 mod age;
 pub mod auth;
@@ -19,7 +19,7 @@ pub use password::Password;
 pub use role::Role;
 pub use username::Username;
 
-/// Why a value was refused: a stable machine word (API.md's validation
+/// Why a value was refused: a stable machine word (the README's validation
 /// `type`) and a human message.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Invalid {

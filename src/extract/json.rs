@@ -119,7 +119,7 @@ pub async fn parse_json_body<T: DeserializeOwned + Validated>(
 /// failure.
 pub fn deserialize<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     // serde's derived structs also accept arrays (fields by position);
-    // API.md's bodies are objects only.
+    // The API's bodies are objects only.
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(match is_json(bytes) {
@@ -172,7 +172,7 @@ fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 }
 
 /// serde reports shape errors as text with stable prefixes (serde's own
-/// `de::Error` messages); this turns them into API.md's type words without
+/// `de::Error` messages); this turns them into the API's type words without
 /// echoing the rejected value.
 fn classify_data_error(field: String, message: &str) -> (String, &'static str, String) {
     // serde_json appends " at line L column C".

@@ -1,5 +1,5 @@
 //! Request guards that turn raw input into typed, validated values, and
-//! report every failure in API.md's validation shape.
+//! report every failure in the API's validation shape (README, "Errors").
 
 mod json;
 mod path;
@@ -17,7 +17,7 @@ use validator::{ValidationErrors, ValidationErrorsKind};
 
 use crate::error::FieldError;
 
-/// Turns `validator`'s report into API.md's list, sorted by field (the
+/// Turns `validator`'s report into the API's list, sorted by field (the
 /// report is a map in random order). Rejected values are never echoed: for a
 /// password that would leak it into logs and proxies.
 pub fn field_errors(location: &str, errors: &ValidationErrors) -> Vec<FieldError> {

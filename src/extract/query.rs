@@ -1,5 +1,5 @@
 //! Query strings: parsed by Rocket's forms and checked by `validator`,
-//! failures reported as API.md's `query.<name>` validation errors instead of
+//! failures reported as the API's `query.<name>` validation errors instead of
 //! a bare 422.
 
 use rocket::form::{self, error::ErrorKind, DataField, FromForm, Options, ValueField};

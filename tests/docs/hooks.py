@@ -3,10 +3,10 @@
 - Every request is signed in as an admin. The fuzzer may log that admin out,
   change its password, demote or delete it; the provider then makes a fresh
   admin with `roster admin create` and signs in again.
-- Two failures are dropped because API.md decides them, and only those:
-  a password over 72 bytes of UTF-8 that JSON Schema (which counts
-  characters) cannot forbid, and the 400 that API.md prescribes for a method
-  the server does not know at all (QUERY).
+- Two failures are dropped because the API contract (README) decides them,
+  and only those: a password over 72 bytes of UTF-8 that JSON Schema (which
+  counts characters) cannot forbid, and the 400 that the contract prescribes
+  for a method the server does not know at all (QUERY).
 """
 
 import itertools
@@ -95,7 +95,7 @@ def _excuse(failure, case, reason):
 @schemathesis.hook
 def filter_failure(context, failure, case, response):
     if failure.code == "ST204" and case.method.upper() == "QUERY" and response.status_code == 400:
-        return _excuse(failure, case, "API.md: a method the server does not know at all is 400")
+        return _excuse(failure, case, "contract: a method the server does not know at all is 400")
     if failure.code == "ST202" and _password_over_72_bytes(case, response):
-        return _excuse(failure, case, "API.md: a password over 72 bytes, which JSON Schema cannot forbid")
+        return _excuse(failure, case, "contract: a password over 72 bytes, which JSON Schema cannot forbid")
     return True

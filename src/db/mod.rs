@@ -347,27 +347,21 @@ impl DbPool {
             DbError::Unavailable(err) | DbError::Query(err) => DbError::connect(self, err),
             other => other,
         })?;
+        macro_rules! run {
+            ($db:ty, $conns:expr, $migrator:expr) => {{
+                let pool = PoolOptions::<$db>::new()
+                    .max_connections(1)
+                    .connect_with($conns.options().clone())
+                    .await
+                    .map_err(|err| DbError::connect(self, err))?;
+                let done = $migrator.run(&pool).await;
+                pool.close().await;
+                done?;
+            }};
+        }
         match self {
-            DbPool::Sqlite(conns) => {
-                let pool = PoolOptions::<sqlx::Sqlite>::new()
-                    .max_connections(1)
-                    .connect_with(conns.options().clone())
-                    .await
-                    .map_err(|err| DbError::connect(self, err))?;
-                let done = SQLITE_MIGRATIONS.run(&pool).await;
-                pool.close().await;
-                done?;
-            }
-            DbPool::Postgres(conns) => {
-                let pool = PoolOptions::<sqlx::Postgres>::new()
-                    .max_connections(1)
-                    .connect_with(conns.options().clone())
-                    .await
-                    .map_err(|err| DbError::connect(self, err))?;
-                let done = POSTGRES_MIGRATIONS.run(&pool).await;
-                pool.close().await;
-                done?;
-            }
+            DbPool::Sqlite(conns) => run!(sqlx::Sqlite, conns, SQLITE_MIGRATIONS),
+            DbPool::Postgres(conns) => run!(sqlx::Postgres, conns, POSTGRES_MIGRATIONS),
         }
         Ok(())
     }

@@ -53,11 +53,11 @@ pub struct AdminUser(pub AuthUser);
 /// A bearer token whose signature and expiry are good, with a pooled
 /// connection, for handlers that only read: the rest of the check (the user
 /// exists and is active, the session is open, the token version current)
-/// runs on that connection, joined to the handler's read where one
-/// statement can do both ([`AuthConn::visible_user`], [`AuthConn::users`]),
-/// so such a read is one round trip to the database. Handlers that
-/// write take [`AuthUser`], so that no request ever holds two connections
-/// of a small pool.
+/// runs on that connection inside the handler's read where it can
+/// ([`AuthConn::visible_user`], [`AuthConn::users`], [`AuthConn::parts`]),
+/// so such a read is one round trip to the database. Handlers that write
+/// take [`AuthUser`], so that no request ever holds two connections of a
+/// small pool.
 pub struct AuthConn {
     claims: Claims,
     user_id: i64,

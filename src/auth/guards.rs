@@ -54,7 +54,7 @@ pub struct AdminUser(pub AuthUser);
 /// connection, for handlers that only read: the rest of the check (the user
 /// exists and is active, the session is open, the token version current)
 /// runs on that connection inside the handler's read where it can
-/// ([`AuthConn::visible_user`], [`AuthConn::users`], [`AuthConn::parts`]),
+/// ([`AuthConn::visible_user`], [`AuthConn::parts`]),
 /// so such a read is one round trip to the database. Handlers that write
 /// take [`AuthUser`], so that no request ever holds two connections of a
 /// small pool.
@@ -120,20 +120,6 @@ impl AuthConn {
             self.check().await?;
         }
         Ok(())
-    }
-
-    /// A page of users ordered by id, the token checked in the same
-    /// statement.
-    pub async fn users(
-        mut self,
-        include_inactive: bool,
-        skip: i64,
-        limit: i64,
-    ) -> Result<Vec<UserRecord>, ApiError> {
-        let (conn, token) = self.parts();
-        let page = users::list_if_token(conn, &token, include_inactive, skip, limit).await?;
-        self.settle(page.is_empty()).await?;
-        Ok(page)
     }
 }
 

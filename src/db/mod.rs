@@ -112,24 +112,22 @@ impl DbError {
     /// A failed first connection, explained: the usual causes of TLS and
     /// access failures get a sentence that says what to change.
     fn connect(pool: &DbPool, err: sqlx::Error) -> DbError {
-        let target = match pool {
+        let (target, host) = match pool {
             DbPool::Sqlite(conns) => {
-                format!("SQLite file {}", conns.options().get_filename().display())
+                let file = conns.options().get_filename().display();
+                (format!("SQLite file {file}"), String::new())
             }
             DbPool::Postgres(conns) => {
                 let o = conns.options();
                 let sslmode = format!("{:?}", o.get_ssl_mode()).to_lowercase();
-                format!(
+                let target = format!(
                     "PostgreSQL at {}:{} (sslmode={})",
                     o.get_host(),
                     o.get_port(),
                     sslmode.replace("verify", "verify-")
-                )
+                );
+                (target, o.get_host().to_owned())
             }
-        };
-        let host = match pool {
-            DbPool::Postgres(conns) => conns.options().get_host().to_owned(),
-            DbPool::Sqlite(_) => String::new(),
         };
         let detail = err.to_string();
         let hint = if detail.contains("UnknownIssuer") {
@@ -314,10 +312,10 @@ impl DbPool {
             }
             Backend::Postgres => {
                 // Every statement is prepared once per connection; without
-                // this PostgreSQL plans most of them anew on each execution
+                // this PostgreSQL plans many of them anew on each execution
                 // (a custom plan looks cheaper to it than the generic one for
-                // a parameterised LIMIT), which was a fifth of its time
-                // under load (bench/NOTES.md).
+                // a parameterised LIMIT): pages of users ran at 6,800 per
+                // second instead of 11,000 (bench/NOTES.md).
                 let connect = PgConnectOptions::from_str(&config.url)?
                     .application_name("roster")
                     .options([("plan_cache_mode", "force_generic_plan")])

@@ -137,6 +137,17 @@ macro_rules! token_holds {
 }
 pub(crate) use token_holds;
 
+/// Binds a [`TokenClaims`] as `$1`-`$3`, the parameters of [`token_holds!`].
+macro_rules! bind_token {
+    ($query:expr, $token:expr) => {
+        $query
+            .bind($token.user_id)
+            .bind($token.session_id)
+            .bind($token.version)
+    };
+}
+pub(crate) use bind_token;
+
 /// The user an access token names, and whether its session is open: one
 /// query per authenticated request.
 pub async fn load_for_token(

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use super::sessions::{token_holds, TokenClaims};
+use super::sessions::{bind_token, token_holds, TokenClaims};
 use super::{on_conn, Conn, DbError};
 
 #[derive(Debug, Clone, sqlx::FromRow)]
@@ -67,10 +67,7 @@ pub async fn list_for_owner(
         " AND owner_id = $1 ORDER BY seq DESC",
         limit_offset!("$4", "$5")
     );
-    let rows = on_conn!(conn, c => sqlx::query_as::<_, UploadRecord>(SQL)
-        .bind(token.user_id)
-        .bind(token.session_id)
-        .bind(token.version)
+    let rows = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, UploadRecord>(SQL), token)
         .bind(limit)
         .bind(skip)
         .fetch_all(c)

@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use super::sessions::{token_holds, TokenClaims};
+use super::sessions::{bind_token, token_holds, TokenClaims};
 use super::{on_conn, Conn, DbError};
 use crate::domain::Role;
 
@@ -121,12 +121,12 @@ pub async fn find_by_username(
     Ok(row)
 }
 
-/// [`list`], only if `token` may act ([`sessions::token_holds!`]): an
-/// authenticated page in one statement. Empty when it may not.
+/// A page of active users ordered by id, only if `token` may act
+/// (`token_holds!`): an authenticated page in one statement. Empty when it
+/// may not.
 pub async fn list_if_token(
     conn: Conn<'_>,
     token: &TokenClaims<'_>,
-    include_inactive: bool,
     skip: i64,
     limit: i64,
 ) -> Result<Vec<UserRecord>, DbError> {
@@ -135,14 +135,10 @@ pub async fn list_if_token(
         user_columns!(),
         " FROM users WHERE ",
         token_holds!(),
-        " AND (is_active OR $4) ORDER BY id",
-        limit_offset!("$5", "$6")
+        " AND is_active ORDER BY id",
+        limit_offset!("$4", "$5")
     );
-    let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
-        .bind(token.user_id)
-        .bind(token.session_id)
-        .bind(token.version)
-        .bind(include_inactive)
+    let rows = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
         .bind(limit)
         .bind(skip)
         .fetch_all(c)
@@ -166,10 +162,7 @@ pub async fn find_if_token(
         ") AS caller_role FROM users WHERE id = $4"
     );
     let found = on_conn!(conn, c => {
-        let row = sqlx::query(SQL)
-            .bind(token.user_id)
-            .bind(token.session_id)
-            .bind(token.version)
+        let row = bind_token!(sqlx::query(SQL), token)
             .bind(id)
             .fetch_optional(c)
             .await?;
@@ -283,10 +276,7 @@ pub async fn search(
             );
             // A quoted FTS5 string is matched literally (`"` doubled).
             let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
-            sqlx::query_as::<_, UserRecord>(SQL)
-                .bind(token.user_id)
-                .bind(token.session_id)
-                .bind(token.version)
+            bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
                 .bind(phrase)
                 .bind(limit)
                 .bind(skip)
@@ -301,10 +291,7 @@ pub async fn search(
                 "(instr(lower(username), $4) > 0 OR instr(email, $4) > 0)",
                 order!()
             );
-            sqlx::query_as::<_, UserRecord>(SQL)
-                .bind(token.user_id)
-                .bind(token.session_id)
-                .bind(token.version)
+            bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
                 .bind(needle)
                 .bind(limit)
                 .bind(skip)
@@ -320,10 +307,7 @@ pub async fn search(
                 order!()
             );
             let pattern = format!("%{}%", escape_like(needle));
-            sqlx::query_as::<_, UserRecord>(SQL)
-                .bind(token.user_id)
-                .bind(token.session_id)
-                .bind(token.version)
+            bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
                 .bind(pattern)
                 .bind(limit)
                 .bind(skip)
@@ -364,10 +348,7 @@ pub async fn list_after(
         " AND id > $4 AND (is_active OR $5) ORDER BY id",
         limit_offset!("$6")
     );
-    let rows = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
-        .bind(token.user_id)
-        .bind(token.session_id)
-        .bind(token.version)
+    let rows = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
         .bind(after)
         .bind(include_inactive)
         .bind(limit)

@@ -9,8 +9,11 @@ use rocket::route::{Handler, Outcome};
 use rocket::{Data, Request};
 use rocket_okapi::okapi::merge::marge_spec_list;
 use rocket_okapi::okapi::openapi3::{
-    Contact, Info, License, OAuthFlows, Object, OpenApi, Operation, PathItem, RefOr,
-    SecurityRequirement, SecurityScheme, SecuritySchemeData,
+    Contact, Info, License, MediaType, OAuthFlows, Object, OpenApi, Operation, PathItem, RefOr,
+    RequestBody, Responses, SecurityRequirement, SecurityScheme, SecuritySchemeData,
+};
+use rocket_okapi::okapi::schemars::schema::{
+    InstanceType, ObjectValidation, Schema, SchemaObject, StringValidation,
 };
 use rocket_okapi::rapidoc::{make_rapidoc, GeneralConfig, RapiDocConfig};
 use rocket_okapi::settings::{OpenApiSettings, UrlObject};
@@ -188,4 +191,71 @@ pub fn mount_pages(rocket: Rocket<Build>, versions: &[(&str, &str)]) -> Rocket<B
                 ..RapiDocConfig::default()
             }),
         )
+}
+
+/// The body of `POST /api/v1/uploads`: `multipart/form-data` with one
+/// required, non-empty binary field, `file`.
+pub fn file_upload_body() -> RequestBody {
+    let file = SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        format: Some("binary".to_owned()),
+        string: Some(Box::new(StringValidation {
+            min_length: Some(1),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let schema = SchemaObject {
+        instance_type: Some(InstanceType::Object.into()),
+        object: Some(Box::new(ObjectValidation {
+            properties: [("file".to_owned(), Schema::Object(file))]
+                .into_iter()
+                .collect(),
+            required: ["file".to_owned()].into_iter().collect(),
+            additional_properties: Some(Box::new(Schema::Bool(false))),
+            ..Default::default()
+        })),
+        ..Default::default()
+    };
+    let media = MediaType {
+        schema: Some(schema),
+        ..Default::default()
+    };
+    RequestBody {
+        description: Some("The file, in the multipart field `file`.".to_owned()),
+        content: [("multipart/form-data".to_owned(), media)]
+            .into_iter()
+            .collect(),
+        required: true,
+        ..Default::default()
+    }
+}
+
+/// The 200 of an upload's content: its exact bytes.
+pub fn file_download_responses() -> Responses {
+    let binary = SchemaObject {
+        instance_type: Some(InstanceType::String.into()),
+        format: Some("binary".to_owned()),
+        ..Default::default()
+    };
+    let response = rocket_okapi::okapi::openapi3::Response {
+        description: "The file's exact bytes, as an attachment, with the type recognised at \
+                          upload (`application/octet-stream` when none was)."
+            .to_owned(),
+        content: [(
+            "*/*".to_owned(),
+            MediaType {
+                schema: Some(binary),
+                ..Default::default()
+            },
+        )]
+        .into_iter()
+        .collect(),
+        ..Default::default()
+    };
+    let mut responses = Responses::default();
+    responses
+        .responses
+        .insert("200".to_owned(), RefOr::Object(response));
+    responses
 }

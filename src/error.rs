@@ -18,8 +18,8 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::db::DbError;
-use crate::domain::Invalid;
-use crate::fairings::request_id::RequestId;
+use crate::domain::{ErrorType, Invalid};
+use crate::request_id::RequestId;
 
 /// One failed rule of a request: where (`body.username`, `query.limit`,
 /// `path.user_id`), what (a human message), and a stable machine `type`.
@@ -28,19 +28,16 @@ pub struct FieldError {
     pub field: String,
     pub message: String,
     #[serde(rename = "type")]
-    pub kind: String,
+    #[schemars(with = "String")]
+    pub kind: ErrorType,
 }
 
 impl FieldError {
-    pub fn new(
-        field: impl Into<String>,
-        kind: impl Into<String>,
-        message: impl Into<String>,
-    ) -> Self {
+    pub fn new(field: impl Into<String>, kind: ErrorType, message: impl Into<String>) -> Self {
         FieldError {
             field: field.into(),
             message: message.into(),
-            kind: kind.into(),
+            kind,
         }
     }
 }
@@ -85,19 +82,32 @@ pub enum ApiError {
     /// Any other status, with Rocket's reason phrase as the message.
     #[error("{0}")]
     Status(Status),
-    /// A bug or an unexpected failure: logged with its cause, never shown.
-    #[error("internal error: {0}")]
-    Internal(#[source] Box<dyn std::error::Error + Send + Sync>),
+    /// A bug or an unexpected failure: logged with what was being done and
+    /// its cause, never shown.
+    #[error("{context}")]
+    Internal {
+        context: &'static str,
+        #[source]
+        cause: Box<dyn std::error::Error + Send + Sync>,
+    },
 }
 
 impl ApiError {
-    pub fn internal(cause: impl Into<Box<dyn std::error::Error + Send + Sync>>) -> Self {
-        ApiError::Internal(cause.into())
+    /// For `map_err`: an unexpected failure while doing `context`
+    /// (`"storing the upload"`), logged with its cause.
+    pub fn internal<E>(context: &'static str) -> impl FnOnce(E) -> ApiError
+    where
+        E: Into<Box<dyn std::error::Error + Send + Sync>>,
+    {
+        move |cause| ApiError::Internal {
+            context,
+            cause: cause.into(),
+        }
     }
 
     pub fn validation(
         field: impl Into<String>,
-        kind: impl Into<String>,
+        kind: ErrorType,
         message: impl Into<String>,
     ) -> Self {
         ApiError::Validation(vec![FieldError::new(field, kind, message)])
@@ -121,14 +131,14 @@ impl ApiError {
             ApiError::TooManyRequests { .. } => Status::TooManyRequests,
             ApiError::Unavailable(_) => Status::ServiceUnavailable,
             ApiError::Status(status) => *status,
-            ApiError::Internal(_) => Status::InternalServerError,
+            ApiError::Internal { .. } => Status::InternalServerError,
         }
     }
 
     /// The human message: opaque for server errors.
     fn message(&self) -> String {
         match self {
-            ApiError::Internal(_) => "Internal server error".into(),
+            ApiError::Internal { .. } => "Internal server error".into(),
             ApiError::MethodNotAllowed { .. } => "Method not allowed".into(),
             ApiError::Status(status) => default_message(*status),
             other => other.to_string(),
@@ -176,7 +186,10 @@ impl From<DbError> for ApiError {
                 log::warn!("database unavailable: {cause}");
                 ApiError::Unavailable("Database unavailable".into())
             }
-            other => ApiError::Internal(Box::new(other)),
+            other => ApiError::Internal {
+                context: "using the database",
+                cause: Box::new(other),
+            },
         }
     }
 }
@@ -195,11 +208,12 @@ impl<'r> Responder<'r, 'static> for ApiError {
         if status.code >= 500 {
             let id = request.local_cache(RequestId::generate);
             match &self {
-                ApiError::Internal(cause) => log::error!(
-                    "request {} {} {} failed: {}",
+                ApiError::Internal { context, cause } => log::error!(
+                    "request {} {} {} failed {}: {}",
                     id.as_str(),
                     request.method(),
                     request.uri(),
+                    context,
                     error_chain(cause.as_ref())
                 ),
                 other => log::warn!("request {} answered {status}: {other}", id.as_str()),

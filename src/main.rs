@@ -65,10 +65,14 @@ async fn main() -> ExitCode {
 }
 
 async fn serve() -> ExitCode {
-    match roster::build_rocket(roster::config::figment())
-        .launch()
-        .await
-    {
+    let rocket = match roster::build_rocket(roster::config::figment()) {
+        Ok(rocket) => rocket,
+        Err(err) => {
+            eprintln!("roster: {err}");
+            return ExitCode::from(2);
+        }
+    };
+    match rocket.launch().await {
         Ok(rocket) => {
             if let Some(db) = roster::db::Db::fetch(&rocket) {
                 db.close_all().await;

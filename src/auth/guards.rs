@@ -1,4 +1,4 @@
-//! `AuthUser` and `AdminUser`: the signed-in user, from a bearer access
+//! `AuthUser` and `AuthConn`: the signed-in user, from a bearer access
 //! token checked against its signature, expiry, session and token version.
 
 use rocket::request::{FromRequest, Outcome, Request};
@@ -46,9 +46,6 @@ impl AuthUser {
         }
     }
 }
-
-/// An `AuthUser` who is an admin (403 otherwise).
-pub struct AdminUser(pub AuthUser);
 
 /// A bearer token whose signature and expiry are good, with a pooled
 /// connection, for handlers that only read: the rest of the check (the user
@@ -152,7 +149,7 @@ async fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
     let keys = request
         .rocket()
         .state::<TokenKeys>()
-        .ok_or_else(|| ApiError::internal("token keys are not managed"))?;
+        .ok_or_else(|| ApiError::internal("checking a token")("the token keys are not managed"))?;
     let claims = keys.verify(token).map_err(|err| match err {
         TokenError::Expired => unauthorized("Token has expired"),
         TokenError::Invalid(_) => unauthorized("Invalid token"),
@@ -163,7 +160,7 @@ async fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
     let db = request
         .rocket()
         .state::<Db>()
-        .ok_or_else(|| ApiError::internal("database is not managed"))?;
+        .ok_or_else(|| ApiError::internal("checking a token")("the database is not managed"))?;
     let conn = db.acquire().await?;
     Ok(AuthConn {
         claims,
@@ -221,22 +218,6 @@ impl<'r> FromRequest<'r> for AuthConn {
     }
 }
 
-#[rocket::async_trait]
-impl<'r> FromRequest<'r> for AdminUser {
-    type Error = ();
-
-    async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        let result = authenticate(request).await.and_then(|auth| {
-            if auth.is_admin() {
-                Ok(AdminUser(auth))
-            } else {
-                Err(ApiError::Forbidden("Admin privileges required".into()))
-            }
-        });
-        outcome(request, result)
-    }
-}
-
 fn bearer_security() -> RequestHeaderInput {
     let scheme = SecurityScheme {
         description: Some(
@@ -270,4 +251,4 @@ macro_rules! bearer_docs {
     )+};
 }
 
-bearer_docs!(AuthUser, AuthConn, AdminUser);
+bearer_docs!(AuthUser, AuthConn);

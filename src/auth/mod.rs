@@ -3,6 +3,7 @@
 pub mod guards;
 pub mod password;
 pub mod pruner;
+pub mod sessions;
 pub mod tokens;
 
-pub use guards::{AdminUser, AuthConn, AuthUser};
+pub use guards::{AuthConn, AuthUser};

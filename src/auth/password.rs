@@ -37,7 +37,11 @@ impl PasswordHasher {
     async fn dummy_hash(&self) -> Result<&str, ApiError> {
         let cost = self.cost;
         self.dummy_hash
-            .get_or_try_init(|| self.run(move || bcrypt::hash("roster-dummy-password-0", cost)))
+            .get_or_try_init(|| async move {
+                self.run(move || bcrypt::hash("roster-dummy-password-0", cost))
+                    .await?
+                    .map_err(ApiError::internal("hashing the dummy password"))
+            })
             .await
             .map(String::as_str)
     }
@@ -54,7 +58,9 @@ impl PasswordHasher {
     pub async fn hash(&self, password: &Password) -> Result<String, ApiError> {
         let password = password.expose().to_owned();
         let cost = self.cost;
-        self.run(move || bcrypt::hash(password, cost)).await
+        self.run(move || bcrypt::hash(password, cost))
+            .await?
+            .map_err(ApiError::internal("hashing a password"))
     }
 
     /// Checks `password` against a stored hash. Longer than any password
@@ -67,25 +73,27 @@ impl PasswordHasher {
         }
         let password = password.to_owned();
         let hash = hash.to_owned();
-        let verified = self.run(move || bcrypt::verify(password, &hash)).await;
-        match verified {
+        match self.run(move || bcrypt::verify(password, &hash)).await? {
             Ok(ok) => Ok(ok),
-            Err(ApiError::Internal(cause)) => {
-                log::error!("password verification failed: {cause}");
+            Err(err) => {
+                log::error!("password verification failed: {err}");
                 Ok(false)
             }
-            Err(other) => Err(other),
         }
     }
 
+    /// Runs `job` on the blocking pool once a hasher is free.
     async fn run<T: Send + 'static>(
         &self,
         job: impl FnOnce() -> bcrypt::BcryptResult<T> + Send + 'static,
-    ) -> Result<T, ApiError> {
-        let _permit = self.permits.acquire().await.map_err(ApiError::internal)?;
+    ) -> Result<bcrypt::BcryptResult<T>, ApiError> {
+        let _permit = self
+            .permits
+            .acquire()
+            .await
+            .map_err(ApiError::internal("waiting for a password hasher"))?;
         task::spawn_blocking(job)
             .await
-            .map_err(ApiError::internal)?
-            .map_err(ApiError::internal)
+            .map_err(ApiError::internal("running bcrypt"))
     }
 }

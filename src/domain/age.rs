@@ -1,4 +1,4 @@
-use super::Invalid;
+use super::{ErrorType, Invalid};
 
 /// An age in years, 0–150.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -16,13 +16,13 @@ impl Age {
     pub fn check(value: i64) -> Result<(), Invalid> {
         if value < Self::MIN {
             return Err(Invalid::new(
-                "greater_than_equal",
+                ErrorType::GreaterThanEqual,
                 format!("Input should be greater than or equal to {}", Self::MIN),
             ));
         }
         if value > Self::MAX {
             return Err(Invalid::new(
-                "less_than_equal",
+                ErrorType::LessThanEqual,
                 format!("Input should be less than or equal to {}", Self::MAX),
             ));
         }
@@ -48,10 +48,10 @@ mod tests {
     #[test]
     fn ages_out_of_bounds_are_refused() {
         let cases = [
-            (-1, "greater_than_equal"),
-            (i64::MIN, "greater_than_equal"),
-            (151, "less_than_equal"),
-            (i64::MAX, "less_than_equal"),
+            (-1, ErrorType::GreaterThanEqual),
+            (i64::MIN, ErrorType::GreaterThanEqual),
+            (151, ErrorType::LessThanEqual),
+            (i64::MAX, ErrorType::LessThanEqual),
         ];
         for (input, kind) in cases {
             assert_eq!(Age::parse(input).expect_err("invalid").kind, kind);

@@ -6,9 +6,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use validator::Validate;
 
-use super::user::{
-    nullable, present, profile_patch, valid_age, valid_email, valid_password, valid_username,
-};
+use super::fields::valid_password;
+use super::Password;
 
 /// Credentials as JSON. Any strings are accepted here: a wrong name and a
 /// wrong password get the same 401.
@@ -90,14 +89,6 @@ pub struct ChangePasswordRequest {
     pub current_password: String,
     /// The same rules as at registration.
     #[validate(custom(function = "valid_password"))]
-    #[schemars(
-        length(min = 8, max = 72),
-        regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
-    )]
+    #[schemars(with = "Password")]
     pub new_password: String,
-}
-
-profile_patch! {
-    /// What a user may change of their own profile.
-    pub struct PatchMeRequest {}
 }

@@ -1,6 +1,6 @@
 use validator::ValidateEmail;
 
-use super::Invalid;
+use super::{ErrorType, Invalid};
 
 /// An email address, validated and stored lowercased so that uniqueness and
 /// lookups ignore case.
@@ -22,7 +22,7 @@ impl Email {
         }
         if value.chars().any(char::is_control) || !value.validate_email() {
             return Err(Invalid::new(
-                "value_error",
+                ErrorType::ValueError,
                 "value is not a valid email address",
             ));
         }
@@ -67,16 +67,16 @@ mod tests {
     fn invalid_emails_are_refused() {
         let long = format!("{}@example.com", "a".repeat(250));
         let cases = [
-            ("", "value_error"),
-            ("alice", "value_error"),
-            ("alice@", "value_error"),
-            ("@example.com", "value_error"),
-            ("al ice@example.com", "value_error"),
-            (" alice@example.com", "value_error"),
-            ("alice@exa mple.com", "value_error"),
-            ("al\0ice@example.com", "value_error"),
-            ("alice@example.com\n", "value_error"),
-            (long.as_str(), "string_too_long"),
+            ("", ErrorType::ValueError),
+            ("alice", ErrorType::ValueError),
+            ("alice@", ErrorType::ValueError),
+            ("@example.com", ErrorType::ValueError),
+            ("al ice@example.com", ErrorType::ValueError),
+            (" alice@example.com", ErrorType::ValueError),
+            ("alice@exa mple.com", ErrorType::ValueError),
+            ("al\0ice@example.com", ErrorType::ValueError),
+            ("alice@example.com\n", ErrorType::ValueError),
+            (long.as_str(), ErrorType::StringTooLong),
         ];
         for (input, kind) in cases {
             let err = Email::parse(input.to_string()).expect_err(input);

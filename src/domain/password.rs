@@ -1,10 +1,11 @@
-use super::Invalid;
+use super::{ErrorType, Invalid};
+use crate::secret::Secret;
 
 /// A new password: at least 8 characters, at most 72 bytes of UTF-8 (bcrypt
 /// reads no further, and Roster never truncates silently), with at least one
 /// ASCII digit and one ASCII uppercase letter.
-#[derive(Clone, PartialEq, Eq)]
-pub struct Password(String);
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Password(Secret);
 
 impl Password {
     pub const MIN_CHARS: usize = 8;
@@ -15,7 +16,7 @@ impl Password {
 
     pub fn parse(value: String) -> Result<Self, Invalid> {
         Self::check(&value)?;
-        Ok(Password(value))
+        Ok(Password(Secret::new(value)))
     }
 
     pub fn check(value: &str) -> Result<(), Invalid> {
@@ -24,19 +25,19 @@ impl Password {
         }
         if value.len() > Self::MAX_BYTES {
             return Err(Invalid::new(
-                "string_too_long",
+                ErrorType::StringTooLong,
                 format!("Password should have at most {} bytes", Self::MAX_BYTES),
             ));
         }
         if !value.bytes().any(|b| b.is_ascii_digit()) {
             return Err(Invalid::new(
-                "value_error",
+                ErrorType::ValueError,
                 "Password must contain at least one digit",
             ));
         }
         if !value.bytes().any(|b| b.is_ascii_uppercase()) {
             return Err(Invalid::new(
-                "value_error",
+                ErrorType::ValueError,
                 "Password must contain at least one uppercase letter",
             ));
         }
@@ -44,14 +45,7 @@ impl Password {
     }
 
     pub fn expose(&self) -> &str {
-        &self.0
-    }
-}
-
-/// Never print a password, not even in debug logs.
-impl std::fmt::Debug for Password {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("Password(***)")
+        self.0.expose()
     }
 }
 
@@ -73,13 +67,13 @@ mod tests {
         // 40 characters but 80 bytes: too long for bcrypt although short.
         let multibyte = format!("A1{}", "é".repeat(39));
         let cases = [
-            ("", "string_too_short"),
-            ("Pass0rd", "string_too_short"),
-            (over_bytes.as_str(), "string_too_long"),
-            (multibyte.as_str(), "string_too_long"),
-            ("Password", "value_error"),
-            ("passw0rd", "value_error"),
-            ("ÄÖÜäöü1ä", "value_error"),
+            ("", ErrorType::StringTooShort),
+            ("Pass0rd", ErrorType::StringTooShort),
+            (over_bytes.as_str(), ErrorType::StringTooLong),
+            (multibyte.as_str(), ErrorType::StringTooLong),
+            ("Password", ErrorType::ValueError),
+            ("passw0rd", ErrorType::ValueError),
+            ("ÄÖÜäöü1ä", ErrorType::ValueError),
         ];
         for (input, kind) in cases {
             let err = Password::parse(input.to_string()).expect_err(input);

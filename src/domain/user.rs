@@ -3,54 +3,22 @@
 //! Request models are what clients send: serde shapes them (unknown fields
 //! refused), `validator` runs the domain parsers on every field so all
 //! failures are reported at once, and `TryFrom` turns them into validated
-//! values. The JSON Schema attributes state the same rules for the OpenAPI
-//! document (a test keeps the two in step).
+//! values. Each field's schema comes from the type that states its rule
+//! (`#[schemars(with = "Username")]`), so the OpenAPI document and the
+//! validators cannot disagree.
 
-use schemars::gen::SchemaGenerator;
-use schemars::schema::{InstanceType, Schema, SchemaObject};
 use schemars::JsonSchema;
-use serde::{Deserialize, Deserializer, Serialize};
+use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
-use validator::{Validate, ValidationError};
+use validator::Validate;
 
+use super::fields::{
+    date_time_schema, nullable, present, valid_age, valid_email, valid_password, valid_username,
+};
 use super::{Age, Email, Invalid, Password, Role, Username};
-
-pub(crate) fn valid_username(value: &str) -> Result<(), ValidationError> {
-    Ok(Username::check(value)?)
-}
-
-pub(crate) fn valid_email(value: &str) -> Result<(), ValidationError> {
-    Ok(Email::check(value)?)
-}
-
-pub(crate) fn valid_password(value: &str) -> Result<(), ValidationError> {
-    Ok(Password::check(value)?)
-}
-
-pub(crate) fn valid_age(value: i64) -> Result<(), ValidationError> {
-    Ok(Age::check(value)?)
-}
 
 fn parse_age(age: Option<i64>) -> Result<Option<Age>, Invalid> {
     age.map(Age::parse).transpose()
-}
-
-/// For PATCH: a field that may be absent, but when present is not null.
-pub(crate) fn present<'de, D, T>(deserializer: D) -> Result<Option<T>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    T::deserialize(deserializer).map(Some)
-}
-
-/// For PATCH: absent is `None`, `null` is `Some(None)`.
-pub(crate) fn nullable<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
 }
 
 /// Registration.
@@ -59,24 +27,21 @@ where
 pub struct CreateUserRequest {
     /// 3–50 ASCII letters or digits; unique ignoring case.
     #[validate(custom(function = "valid_username"))]
-    #[schemars(length(min = 3, max = 50), regex(pattern = r"^[A-Za-z0-9]+$"))]
+    #[schemars(with = "Username")]
     pub username: String,
     /// A valid address, unique ignoring case; stored lowercased.
     #[validate(custom(function = "valid_email"))]
-    #[schemars(email, length(max = 254))]
+    #[schemars(with = "Email")]
     pub email: String,
     /// At least 8 characters and at most 72 bytes, with a digit and an
     /// uppercase letter.
     #[validate(custom(function = "valid_password"))]
-    #[schemars(
-        length(min = 8, max = 72),
-        regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
-    )]
+    #[schemars(with = "Password")]
     pub password: String,
     /// Age in years, 0–150.
     #[serde(default)]
     #[validate(custom(function = "valid_age"))]
-    #[schemars(range(min = 0, max = 150))]
+    #[schemars(with = "Option<Age>")]
     pub age: Option<i64>,
 }
 
@@ -85,14 +50,14 @@ pub struct CreateUserRequest {
 #[serde(deny_unknown_fields)]
 pub struct ReplaceUserRequest {
     #[validate(custom(function = "valid_username"))]
-    #[schemars(length(min = 3, max = 50), regex(pattern = r"^[A-Za-z0-9]+$"))]
+    #[schemars(with = "Username")]
     pub username: String,
     #[validate(custom(function = "valid_email"))]
-    #[schemars(email, length(max = 254))]
+    #[schemars(with = "Email")]
     pub email: String,
     #[serde(default)]
     #[validate(custom(function = "valid_age"))]
-    #[schemars(range(min = 0, max = 150))]
+    #[schemars(with = "Option<Age>")]
     pub age: Option<i64>,
 }
 
@@ -112,11 +77,7 @@ macro_rules! profile_patch {
                 skip_serializing_if = "Option::is_none"
             )]
             #[validate(custom(function = "valid_username"))]
-            #[schemars(
-                with = "String",
-                length(min = 3, max = 50),
-                regex(pattern = r"^[A-Za-z0-9]+$")
-            )]
+            #[schemars(with = "Username")]
             pub username: Option<String>,
             #[serde(
                 default,
@@ -124,7 +85,7 @@ macro_rules! profile_patch {
                 skip_serializing_if = "Option::is_none"
             )]
             #[validate(custom(function = "valid_email"))]
-            #[schemars(with = "String", email, length(max = 254))]
+            #[schemars(with = "Email")]
             pub email: Option<String>,
             #[serde(
                 default,
@@ -132,13 +93,12 @@ macro_rules! profile_patch {
                 skip_serializing_if = "Option::is_none"
             )]
             #[validate(custom(function = "valid_age"))]
-            #[schemars(with = "Option<i64>", range(min = 0, max = 150))]
+            #[schemars(with = "Option<Age>")]
             pub age: Option<Option<i64>>,
             $($extra)*
         }
     };
 }
-pub(crate) use profile_patch;
 
 profile_patch! {
     /// A partial update: only the fields present change; `"age": null` clears
@@ -164,13 +124,14 @@ profile_patch! {
             skip_serializing_if = "Option::is_none"
         )]
         #[validate(custom(function = "valid_password"))]
-        #[schemars(
-            with = "String",
-            length(min = 8, max = 72),
-            regex(pattern = r"[0-9][\s\S]*[A-Z]|[A-Z][\s\S]*[0-9]")
-        )]
+        #[schemars(with = "Password")]
         pub password: Option<String>,
     }
+}
+
+profile_patch! {
+    /// What a user may change of their own profile.
+    pub struct PatchMeRequest {}
 }
 
 /// A registration, validated.
@@ -211,31 +172,35 @@ impl UserUpdate {
     pub fn needs_admin(&self) -> bool {
         self.role.is_some() || self.is_active.is_some() || self.password.is_some()
     }
+
+    /// The profile fields every update body takes; `None` leaves a field.
+    fn profile(
+        username: Option<String>,
+        email: Option<String>,
+        age: Option<Option<i64>>,
+    ) -> Result<Self, Invalid> {
+        Ok(UserUpdate {
+            username: username.map(Username::parse).transpose()?,
+            email: email.map(Email::parse).transpose()?,
+            age: age.map(parse_age).transpose()?,
+            ..UserUpdate::default()
+        })
+    }
 }
 
 impl TryFrom<ReplaceUserRequest> for UserUpdate {
     type Error = Invalid;
 
     fn try_from(req: ReplaceUserRequest) -> Result<Self, Invalid> {
-        Ok(UserUpdate {
-            username: Some(Username::parse(req.username)?),
-            email: Some(Email::parse(req.email)?),
-            age: Some(parse_age(req.age)?),
-            ..UserUpdate::default()
-        })
+        UserUpdate::profile(Some(req.username), Some(req.email), Some(req.age))
     }
 }
 
-impl TryFrom<super::auth::PatchMeRequest> for UserUpdate {
+impl TryFrom<PatchMeRequest> for UserUpdate {
     type Error = Invalid;
 
-    fn try_from(req: super::auth::PatchMeRequest) -> Result<Self, Invalid> {
-        Ok(UserUpdate {
-            username: req.username.map(Username::parse).transpose()?,
-            email: req.email.map(Email::parse).transpose()?,
-            age: req.age.map(parse_age).transpose()?,
-            ..UserUpdate::default()
-        })
+    fn try_from(req: PatchMeRequest) -> Result<Self, Invalid> {
+        UserUpdate::profile(req.username, req.email, req.age)
     }
 }
 
@@ -244,12 +209,10 @@ impl TryFrom<PatchUserRequest> for UserUpdate {
 
     fn try_from(req: PatchUserRequest) -> Result<Self, Invalid> {
         Ok(UserUpdate {
-            username: req.username.map(Username::parse).transpose()?,
-            email: req.email.map(Email::parse).transpose()?,
-            age: req.age.map(parse_age).transpose()?,
             role: req.role,
             is_active: req.is_active,
             password: req.password.map(Password::parse).transpose()?,
+            ..UserUpdate::profile(req.username, req.email, req.age)?
         })
     }
 }
@@ -269,16 +232,6 @@ pub struct UserResponse {
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(schema_with = "date_time_schema")]
     pub updated_at: OffsetDateTime,
-}
-
-/// An RFC 3339 timestamp in UTC.
-pub fn date_time_schema(_: &mut SchemaGenerator) -> Schema {
-    SchemaObject {
-        instance_type: Some(InstanceType::String.into()),
-        format: Some("date-time".to_owned()),
-        ..Default::default()
-    }
-    .into()
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-use super::Invalid;
+use super::{ErrorType, Invalid};
 
 /// A username: 3–50 ASCII letters or digits. Case is kept as given;
 /// uniqueness and lookups ignore it.
@@ -26,7 +26,7 @@ impl Username {
         }
         if !value.bytes().all(|b| b.is_ascii_alphanumeric()) {
             return Err(Invalid::new(
-                "string_pattern_mismatch",
+                ErrorType::StringPatternMismatch,
                 "Username may contain only ASCII letters and digits",
             ));
         }
@@ -64,15 +64,15 @@ mod tests {
     fn invalid_usernames_are_refused_with_the_rule_they_break() {
         let long = "a".repeat(51);
         let cases = [
-            ("", "string_too_short"),
-            ("ab", "string_too_short"),
-            (long.as_str(), "string_too_long"),
-            ("al ice", "string_pattern_mismatch"),
-            ("al_ice", "string_pattern_mismatch"),
-            ("al-ice", "string_pattern_mismatch"),
-            ("élise", "string_pattern_mismatch"),
-            ("abc\0", "string_pattern_mismatch"),
-            ("админ", "string_pattern_mismatch"),
+            ("", ErrorType::StringTooShort),
+            ("ab", ErrorType::StringTooShort),
+            (long.as_str(), ErrorType::StringTooLong),
+            ("al ice", ErrorType::StringPatternMismatch),
+            ("al_ice", ErrorType::StringPatternMismatch),
+            ("al-ice", ErrorType::StringPatternMismatch),
+            ("élise", ErrorType::StringPatternMismatch),
+            ("abc\0", ErrorType::StringPatternMismatch),
+            ("админ", ErrorType::StringPatternMismatch),
         ];
         for (input, kind) in cases {
             let err = Username::parse(input.to_string()).expect_err(input);

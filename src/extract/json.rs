@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use super::field_errors;
+use crate::domain::ErrorType;
 use crate::error::{stash, ApiError, FieldError};
 
 /// A JSON request body that has passed its schema and every validation rule.
@@ -123,7 +124,11 @@ pub fn deserialize<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let first = bytes.iter().find(|b| !b.is_ascii_whitespace());
     if first != Some(&b'{') {
         return Err(match is_json(bytes) {
-            Ok(()) => ApiError::validation("body", "type_error", "Input should be a JSON object"),
+            Ok(()) => ApiError::validation(
+                "body",
+                ErrorType::TypeError,
+                "Input should be a JSON object",
+            ),
             Err(err) => err,
         });
     }
@@ -131,7 +136,7 @@ pub fn deserialize<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     match serde_path_to_error::deserialize(&mut de) {
         Ok(value) => {
             de.end().map_err(|e| {
-                ApiError::validation("body", "json_invalid", format!("Invalid JSON: {e}"))
+                ApiError::validation("body", ErrorType::JsonInvalid, format!("Invalid JSON: {e}"))
             })?;
             Ok(value)
         }
@@ -144,7 +149,9 @@ pub fn deserialize<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
 fn is_json(bytes: &[u8]) -> Result<(), ApiError> {
     serde_json::from_slice::<serde::de::IgnoredAny>(bytes)
         .map(drop)
-        .map_err(|e| ApiError::validation("body", "json_invalid", format!("Invalid JSON: {e}")))
+        .map_err(|e| {
+            ApiError::validation("body", ErrorType::JsonInvalid, format!("Invalid JSON: {e}"))
+        })
 }
 
 fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
@@ -165,7 +172,11 @@ fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
     }
     let inner = err.into_inner();
     if !matches!(inner.classify(), Category::Data) {
-        return ApiError::validation("body", "json_invalid", format!("Invalid JSON: {inner}"));
+        return ApiError::validation(
+            "body",
+            ErrorType::JsonInvalid,
+            format!("Invalid JSON: {inner}"),
+        );
     }
     let (field, kind, message) = classify_data_error(field, &inner.to_string());
     ApiError::Validation(vec![FieldError::new(field, kind, message)])
@@ -174,7 +185,7 @@ fn shape_error(err: serde_path_to_error::Error<serde_json::Error>) -> ApiError {
 /// serde reports shape errors as text with stable prefixes (serde's own
 /// `de::Error` messages); this turns them into the API's type words without
 /// echoing the rejected value.
-fn classify_data_error(field: String, message: &str) -> (String, &'static str, String) {
+fn classify_data_error(field: String, message: &str) -> (String, ErrorType, String) {
     // serde_json appends " at line L column C".
     let message = message.split(" at line ").next().unwrap_or(message);
     // The path may or may not end with the key the message names.
@@ -187,19 +198,19 @@ fn classify_data_error(field: String, message: &str) -> (String, &'static str, S
         }
     };
     if let Some(rest) = message.strip_prefix("missing field ") {
-        return (child(rest), "missing", "Field required".into());
+        return (child(rest), ErrorType::Missing, "Field required".into());
     }
     if let Some(rest) = message.strip_prefix("unknown field ") {
         return (
             child(rest),
-            "extra_forbidden",
+            ErrorType::ExtraForbidden,
             "Extra inputs are not permitted".into(),
         );
     }
     if let Some(rest) = message.strip_prefix("duplicate field ") {
         return (
             child(rest),
-            "value_error",
+            ErrorType::ValueError,
             "Field given more than once".into(),
         );
     }
@@ -210,13 +221,17 @@ fn classify_data_error(field: String, message: &str) -> (String, &'static str, S
             .unwrap_or("another type");
         return (
             field,
-            "type_error",
+            ErrorType::TypeError,
             format!("Input should be {}", describe_expected(expected)),
         );
     }
     if let Some(rest) = message.strip_prefix("unknown variant ") {
         let expected = rest.split(", expected ").nth(1).unwrap_or_default();
-        return (field, "value_error", format!("Input should be {expected}"));
+        return (
+            field,
+            ErrorType::ValueError,
+            format!("Input should be {expected}"),
+        );
     }
     if message.starts_with("invalid value: ") {
         let expected = message
@@ -225,11 +240,11 @@ fn classify_data_error(field: String, message: &str) -> (String, &'static str, S
             .unwrap_or("another value");
         return (
             field,
-            "type_error",
+            ErrorType::TypeError,
             format!("Input should be {}", describe_expected(expected)),
         );
     }
-    (field, "value_error", message.to_owned())
+    (field, ErrorType::ValueError, message.to_owned())
 }
 
 fn describe_expected(expected: &str) -> String {
@@ -300,34 +315,42 @@ mod tests {
     #[test]
     fn shape_errors_name_the_field_and_its_type_word() {
         let cases = [
-            ("{", "body", "json_invalid"),
-            ("not json", "body", "json_invalid"),
-            (r#"{"name":"a"} trailing"#, "body", "json_invalid"),
-            ("[1, 2]", "body", "type_error"),
-            ("\"text\"", "body", "type_error"),
-            ("{}", "body.name", "missing"),
+            ("{", "body", ErrorType::JsonInvalid),
+            ("not json", "body", ErrorType::JsonInvalid),
+            (r#"{"name":"a"} trailing"#, "body", ErrorType::JsonInvalid),
+            ("[1, 2]", "body", ErrorType::TypeError),
+            ("\"text\"", "body", ErrorType::TypeError),
+            ("{}", "body.name", ErrorType::Missing),
             (
                 r#"{"name":"a","role":"admin"}"#,
                 "body.role",
-                "extra_forbidden",
+                ErrorType::ExtraForbidden,
             ),
-            (r#"{"name":1}"#, "body.name", "type_error"),
-            (r#"{"name":"a","age":"x"}"#, "body.age", "type_error"),
-            (r#"{"name":"a","age":1.5}"#, "body.age", "type_error"),
+            (r#"{"name":1}"#, "body.name", ErrorType::TypeError),
+            (
+                r#"{"name":"a","age":"x"}"#,
+                "body.age",
+                ErrorType::TypeError,
+            ),
+            (
+                r#"{"name":"a","age":1.5}"#,
+                "body.age",
+                ErrorType::TypeError,
+            ),
             (
                 r#"{"name":"a","age":99999999999999999999}"#,
                 "body.age",
-                "type_error",
+                ErrorType::TypeError,
             ),
-            (r#"{"name":"a","name":"b"}"#, "body.name", "value_error"),
+            (
+                r#"{"name":"a","name":"b"}"#,
+                "body.name",
+                ErrorType::ValueError,
+            ),
         ];
         for (body, field, kind) in cases {
             let err = fails(body);
-            assert_eq!(
-                (err.field.as_str(), err.kind.as_str()),
-                (field, kind),
-                "{body}"
-            );
+            assert_eq!((err.field.as_str(), err.kind), (field, kind), "{body}");
         }
     }
 

@@ -1,20 +1,25 @@
 //! Request guards that turn raw input into typed, validated values, and
 //! report every failure in the API's validation shape (README, "Errors").
 
+mod credentials;
 mod json;
+mod multipart;
 mod path;
 mod query;
 
+pub use credentials::Credentials;
 pub use json::{parse_json_body, read_limited, OptionalJson, ValidJson};
+pub use multipart::MultipartBody;
 pub use path::{Id, UploadId};
 pub use query::form_errors;
 pub(crate) use query::{default_limit, default_skip};
-pub use query::{Flag, Paging, ValidQuery};
+pub use query::{Flag, LogoutQuery, Paging, ValidQuery, DEFAULT_LIMIT};
 
 use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};
 use rocket_okapi::okapi::schemars::schema::SchemaObject;
 use validator::{ValidationErrors, ValidationErrorsKind};
 
+use crate::domain::ErrorType;
 use crate::error::FieldError;
 
 /// Turns `validator`'s report into the API's list, sorted by field (the
@@ -50,7 +55,7 @@ fn collect(prefix: &str, errors: &ValidationErrors, out: &mut Vec<FieldError>) {
 /// The API's type word and message for one failed rule. Domain parsers set
 /// the code to the type word already; `validator`'s built-in `range` rule is
 /// translated here.
-fn describe(err: &validator::ValidationError) -> (String, String) {
+fn describe(err: &validator::ValidationError) -> (ErrorType, String) {
     let message = err.message.as_ref().map(|m| m.to_string());
     if err.code == "range" {
         let value = err.params.get("value").and_then(|v| v.as_f64());
@@ -58,16 +63,16 @@ fn describe(err: &validator::ValidationError) -> (String, String) {
         let max = err.params.get("max").and_then(|v| v.as_f64());
         return match (value, min, max) {
             (Some(v), Some(min), _) if v < min => (
-                "greater_than_equal".into(),
+                ErrorType::GreaterThanEqual,
                 message
                     .unwrap_or_else(|| format!("Input should be greater than or equal to {min}")),
             ),
             (_, _, Some(max)) => (
-                "less_than_equal".into(),
+                ErrorType::LessThanEqual,
                 message.unwrap_or_else(|| format!("Input should be less than or equal to {max}")),
             ),
             _ => (
-                "value_error".into(),
+                ErrorType::ValueError,
                 message.unwrap_or_else(|| "Value out of range".into()),
             ),
         };
@@ -82,21 +87,21 @@ fn describe(err: &validator::ValidationError) -> (String, String) {
         let max = err.params.get("max").and_then(|v| v.as_f64());
         return match (chars, min, max) {
             (Some(n), Some(min), _) if n < min => (
-                "string_too_short".into(),
+                ErrorType::StringTooShort,
                 message.unwrap_or_else(|| format!("String should have at least {min} characters")),
             ),
             (_, _, Some(max)) => (
-                "string_too_long".into(),
+                ErrorType::StringTooLong,
                 message.unwrap_or_else(|| format!("String should have at most {max} characters")),
             ),
             _ => (
-                "value_error".into(),
+                ErrorType::ValueError,
                 message.unwrap_or_else(|| "Invalid length".into()),
             ),
         };
     }
     let message = message.unwrap_or_else(|| format!("Invalid value ({})", err.code));
-    (err.code.to_string(), message)
+    (ErrorType::from_code(&err.code), message)
 }
 
 /// An OpenAPI parameter `in` the path or the query, described by `schema`.

@@ -7,6 +7,7 @@ use rocket_okapi::request::OpenApiFromParam;
 use schemars::schema::{InstanceType, NumberValidation, SchemaObject};
 
 use super::parameter;
+use crate::domain::ErrorType;
 use crate::error::ApiError;
 
 /// A positive id in the path, named `user_id` in errors. Ids stay within
@@ -34,17 +35,17 @@ impl<'a> FromParam<'a> for Id {
             Ok(id) if (1..=Self::MAX).contains(&id) => Ok(id),
             Ok(id) if id > Self::MAX => Err(ApiError::validation(
                 field,
-                "less_than_equal",
+                ErrorType::LessThanEqual,
                 format!("Input should be less than or equal to {}", Self::MAX),
             )),
             Ok(_) => Err(ApiError::validation(
                 field,
-                "greater_than_equal",
+                ErrorType::GreaterThanEqual,
                 "Input should be greater than or equal to 1",
             )),
             Err(_) => Err(ApiError::validation(
                 field,
-                "type_error",
+                ErrorType::TypeError,
                 "Input should be a valid integer",
             )),
         }))
@@ -93,7 +94,7 @@ impl<'a> FromParam<'a> for UploadId {
             Ok(id) if param.len() == 36 => Ok(id.hyphenated().to_string()),
             _ => Err(ApiError::validation(
                 "path.id",
-                "type_error",
+                ErrorType::TypeError,
                 "Input should be a UUID (8-4-4-4-12 hexadecimal digits)",
             )),
         };

@@ -12,6 +12,7 @@ use schemars::JsonSchema;
 use validator::Validate;
 
 use super::{field_errors, parameter};
+use crate::domain::ErrorType;
 use crate::error::{ApiError, FieldError};
 
 /// A query-string model, with its parse errors kept for the handler:
@@ -68,7 +69,7 @@ impl<'v, T: FromForm<'v> + Validate> FromForm<'v> for ValidQuery<T> {
                 .map(|name| {
                     FieldError::new(
                         format!("query.{name}"),
-                        "value_error",
+                        ErrorType::ValueError,
                         "Field given more than once",
                     )
                 })
@@ -105,20 +106,29 @@ pub fn form_errors(location: &str, errors: &form::Errors<'_>) -> Vec<FieldError>
     list
 }
 
-fn describe(err: &form::Error<'_>) -> (&'static str, String) {
+fn describe(err: &form::Error<'_>) -> (ErrorType, String) {
     match &err.kind {
-        ErrorKind::Missing => ("missing", "Field required".into()),
-        ErrorKind::Int(_) => ("type_error", "Input should be a valid integer".into()),
-        ErrorKind::Bool(_) => ("type_error", "Input should be a valid boolean".into()),
-        ErrorKind::Float(_) => ("type_error", "Input should be a valid number".into()),
-        ErrorKind::Utf8(_) => ("type_error", "Input should be valid UTF-8".into()),
-        ErrorKind::Duplicate => ("value_error", "Field given more than once".into()),
-        ErrorKind::Validation(msg) => ("value_error", msg.to_string()),
+        ErrorKind::Missing => (ErrorType::Missing, "Field required".into()),
+        ErrorKind::Int(_) => (
+            ErrorType::TypeError,
+            "Input should be a valid integer".into(),
+        ),
+        ErrorKind::Bool(_) => (
+            ErrorType::TypeError,
+            "Input should be a valid boolean".into(),
+        ),
+        ErrorKind::Float(_) => (
+            ErrorType::TypeError,
+            "Input should be a valid number".into(),
+        ),
+        ErrorKind::Utf8(_) => (ErrorType::TypeError, "Input should be valid UTF-8".into()),
+        ErrorKind::Duplicate => (ErrorType::ValueError, "Field given more than once".into()),
+        ErrorKind::Validation(msg) => (ErrorType::ValueError, msg.to_string()),
         ErrorKind::InvalidChoice { choices } => (
-            "value_error",
+            ErrorType::ValueError,
             format!("Input should be one of: {}", choices.join(", ")),
         ),
-        _ => ("value_error", err.kind.to_string()),
+        _ => (ErrorType::ValueError, err.kind.to_string()),
     }
 }
 
@@ -132,15 +142,18 @@ pub struct Paging {
     #[serde(default = "default_skip")]
     pub skip: i64,
     /// How many items to return, 1–100.
-    #[field(default = 10)]
+    #[field(default = DEFAULT_LIMIT)]
     #[validate(range(min = 1, max = 100))]
     #[schemars(range(min = 1, max = 100))]
     #[serde(default = "default_limit")]
     pub limit: i64,
 }
 
-/// Paging's defaults, for the documents (read by the JsonSchema derive of
-/// every query struct with `skip` and `limit`).
+/// A page's size when the query gives none.
+pub const DEFAULT_LIMIT: i64 = 10;
+
+/// Paging's defaults as serde names them, for the documents (read only by
+/// the JsonSchema derive of every query struct with `skip` and `limit`).
 #[allow(dead_code)]
 pub(crate) fn default_skip() -> i64 {
     0
@@ -148,7 +161,15 @@ pub(crate) fn default_skip() -> i64 {
 
 #[allow(dead_code)]
 pub(crate) fn default_limit() -> i64 {
-    10
+    DEFAULT_LIMIT
+}
+
+/// `?all=true` ends every session of the user.
+#[derive(Debug, FromForm, JsonSchema, Validate)]
+pub struct LogoutQuery {
+    /// End every session of the user, not just this one.
+    #[serde(default = "<Flag as Default>::default")]
+    pub all: Flag,
 }
 
 /// Documents each property of `T` as a query parameter, required only when

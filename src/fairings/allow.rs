@@ -1,9 +1,11 @@
-//! 405 with `Allow` for a path that exists with other methods.
+//! 405 with `Allow` for a path that exists with other methods: the one
+//! owner of that rule.
 //!
 //! Routing alone gets this wrong where a dynamic route shadows a static one:
 //! `PUT /api/v1/users/me` would reach `PUT /api/v1/users/<user_id>` with
 //! `user_id = "me"`. So requests to a static path are checked here, before
-//! routing; other unknown combinations reach the catcher's 405.
+//! routing ([`MethodCheck`]); a request no route took reaches the catcher,
+//! which asks [`allowed_methods`].
 
 use std::collections::HashMap;
 use std::sync::OnceLock;
@@ -79,6 +81,83 @@ impl Fairing for MethodCheck {
         if !allowed {
             let allow = allow_header(methods);
             reject(request, ApiError::MethodNotAllowed { allow });
+        }
+    }
+}
+
+/// The methods of the mounted routes whose path matches the request's, when
+/// the request's own method is not among them.
+pub fn allowed_methods(request: &Request<'_>) -> Option<String> {
+    let path: Vec<&str> = request.uri().path().segments().collect();
+    let matching: Vec<_> = request
+        .rocket()
+        .routes()
+        .filter(|route| path_matches(route.uri.path(), &path))
+        .collect();
+    // A static path (`/users/me`) is not an instance of a dynamic one
+    // (`/users/<user_id>`) beside it.
+    let exact = matching.iter().any(|route| !route.uri.path().contains('<'));
+    let methods: Vec<Method> = matching
+        .iter()
+        .filter(|route| !exact || !route.uri.path().contains('<'))
+        .map(|route| route.method)
+        .collect();
+    if methods.is_empty() || methods.contains(&request.method()) {
+        return None;
+    }
+    Some(allow_header(&methods))
+}
+
+/// Whether a route path such as `/api/v1/users/<user_id>` matches the
+/// request's segments (`<x>` one segment, `<x..>` the rest).
+fn path_matches(pattern: &str, path: &[&str]) -> bool {
+    let pattern: Vec<&str> = pattern.split('/').filter(|s| !s.is_empty()).collect();
+    for (i, part) in pattern.iter().enumerate() {
+        if part.starts_with('<') && part.ends_with("..>") {
+            return true;
+        }
+        match path.get(i) {
+            None => return false,
+            Some(segment) if part.starts_with('<') && part.ends_with('>') => {
+                if segment.is_empty() {
+                    return false;
+                }
+            }
+            Some(segment) if segment != part => return false,
+            Some(_) => {}
+        }
+    }
+    pattern.len() == path.len()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::path_matches;
+
+    #[test]
+    fn route_patterns_match_like_rocket() {
+        let cases = [
+            ("/api/v1/users", &["api", "v1", "users"][..], true),
+            (
+                "/api/v1/users/<user_id>",
+                &["api", "v1", "users", "7"][..],
+                true,
+            ),
+            (
+                "/api/v1/users/<user_id>",
+                &["api", "v1", "users"][..],
+                false,
+            ),
+            ("/api/v1/users", &["api", "v1", "users", "7"][..], false),
+            ("/docs/<path..>", &["docs", "a", "b"][..], true),
+            (
+                "/api/v1/users/me",
+                &["api", "v1", "users", "you"][..],
+                false,
+            ),
+        ];
+        for (pattern, path, expected) in cases {
+            assert_eq!(path_matches(pattern, path), expected, "{pattern} {path:?}");
         }
     }
 }

@@ -174,8 +174,8 @@ impl<'r> FromRequest<'r> for RateLimits<'r> {
         Outcome::Success(RateLimits {
             limiter: request
                 .rocket()
-                .state::<Arc<RateLimiter>>()
-                .map(|l| l.as_ref()),
+                .state::<Option<Arc<RateLimiter>>>()
+                .and_then(Option::as_deref),
             decisions: request.local_cache(Decisions::default),
         })
     }

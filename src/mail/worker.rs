@@ -79,7 +79,7 @@ impl Fairing for OutboxWorker {
             return;
         };
         let transport = match &self.settings.url {
-            Some(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url) {
+            Some(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose()) {
                 Ok(builder) => {
                     Transport::Smtp(builder.timeout(Some(Duration::from_secs(20))).build())
                 }

@@ -1,159 +1,23 @@
 //! `/api/v1/auth`: login, token refresh, logout.
 
-use rocket::data::{Data, FromData, Outcome};
-use rocket::form::{Form, Lenient};
-use rocket::http::ContentType;
-use rocket::request::Request;
 use rocket::response::status::NoContent;
 use rocket::serde::json::Json;
 use rocket::State;
-use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{MediaType, RequestBody};
 use rocket_okapi::openapi;
-use rocket_okapi::request::OpenApiFromData;
-use schemars::JsonSchema;
-use validator::Validate;
 
 use crate::auth::password::PasswordHasher;
-use crate::auth::tokens::{hash_refresh_token, new_refresh_token, TokenKeys};
+use crate::auth::sessions::{add_refresh_token, issue, start_session};
+use crate::auth::tokens::{hash_refresh_token, TokenKeys};
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use crate::db::users::{self, UserRecord};
-use crate::db::{now, sessions, Db, DbPool, Tx};
-use crate::domain::auth::{LoginForm, LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
-use crate::error::{stash, ApiError};
-use crate::extract::{
-    form_errors, parse_json_body, read_limited, Flag, OptionalJson, ValidJson, ValidQuery,
-};
+use crate::db::users;
+use crate::db::{now, sessions, Db};
+use crate::domain::auth::{LogoutRequest, RefreshRequest, TokenResponse};
+use crate::error::ApiError;
+use crate::extract::{Credentials, LogoutQuery, OptionalJson, ValidJson, ValidQuery};
 use crate::fairings::rate_limit::RateLimits;
 
 const BAD_CREDENTIALS: &str = "Incorrect username or password";
-
-/// Login credentials, from a JSON body or an OAuth2 password-grant form.
-pub struct Credentials {
-    username: String,
-    password: String,
-}
-
-#[rocket::async_trait]
-impl<'r> FromData<'r> for Credentials {
-    type Error = ();
-
-    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        match read_credentials(req, data).await {
-            Ok(credentials) => Outcome::Success(credentials),
-            Err(err) => Outcome::Error((stash(req, err), ())),
-        }
-    }
-}
-
-async fn read_credentials(req: &Request<'_>, data: Data<'_>) -> Result<Credentials, ApiError> {
-    match req.content_type() {
-        Some(ct) if ct.is_json() => {
-            let body: LoginRequest = parse_json_body(req, data).await?;
-            Ok(Credentials {
-                username: body.username,
-                password: body.password,
-            })
-        }
-        Some(ct) if ct.is_form() => {
-            let bytes = read_limited(req, data, "form").await?;
-            let text = std::str::from_utf8(&bytes).map_err(|_| {
-                ApiError::validation("body", "json_invalid", "The form is not valid UTF-8")
-            })?;
-            let form = Form::<Lenient<LoginForm>>::parse(text)
-                .map_err(|errors| ApiError::Validation(form_errors("body", &errors)))?
-                .into_inner();
-            if form.grant_type.as_deref().is_some_and(|g| g != "password") {
-                return Err(ApiError::BadRequest(
-                    "Unsupported grant_type: only \"password\" is supported".into(),
-                ));
-            }
-            Ok(Credentials {
-                username: form.username,
-                password: form.password,
-            })
-        }
-        _ => Err(ApiError::UnsupportedMediaType(
-            "Content-Type must be application/json or application/x-www-form-urlencoded".into(),
-        )),
-    }
-}
-
-impl<'r> OpenApiFromData<'r> for Credentials {
-    fn request_body(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<RequestBody> {
-        let json = MediaType {
-            schema: Some(gen.json_schema::<LoginRequest>()),
-            ..Default::default()
-        };
-        let form = MediaType {
-            schema: Some(gen.json_schema::<LoginForm>()),
-            ..Default::default()
-        };
-        Ok(RequestBody {
-            content: [
-                (ContentType::JSON.to_string(), json),
-                (ContentType::Form.to_string(), form),
-            ]
-            .into_iter()
-            .collect(),
-            required: true,
-            ..Default::default()
-        })
-    }
-}
-
-/// Starts a session for `user`: a refresh token stored as a hash, and an
-/// access token naming the session.
-async fn start_session(
-    db: &DbPool,
-    keys: &TokenKeys,
-    settings: &Settings,
-    user: &UserRecord,
-) -> Result<TokenResponse, ApiError> {
-    let session_id = uuid::Uuid::new_v4().to_string();
-    let mut tx = db.begin().await?;
-    sessions::create(tx.conn(), &session_id, user.id, now()).await?;
-    let refresh_token = add_refresh_token(&mut tx, &session_id, settings).await?;
-    tx.commit().await?;
-    issue(keys, user, &session_id, refresh_token)
-}
-
-async fn add_refresh_token(
-    tx: &mut Tx,
-    session_id: &str,
-    settings: &Settings,
-) -> Result<String, ApiError> {
-    let token = new_refresh_token();
-    let now = now();
-    let expires_at = now + time::Duration::seconds(settings.refresh_token_ttl as i64);
-    sessions::add_refresh_token(
-        tx.conn(),
-        session_id,
-        &hash_refresh_token(&token),
-        expires_at,
-        now,
-    )
-    .await?;
-    Ok(token)
-}
-
-fn issue(
-    keys: &TokenKeys,
-    user: &UserRecord,
-    session_id: &str,
-    refresh_token: String,
-) -> Result<TokenResponse, ApiError> {
-    let (access_token, _) = keys
-        .issue(user.id, session_id, user.token_version)
-        .map_err(ApiError::internal)?;
-    Ok(TokenResponse {
-        access_token,
-        token_type: "bearer",
-        expires_in: keys.access_ttl(),
-        refresh_token,
-    })
-}
 
 /// Sign in with a username (any case) and password.
 ///
@@ -235,14 +99,6 @@ pub async fn refresh(
     let refresh_token = add_refresh_token(&mut tx, &record.session_id, settings).await?;
     tx.commit().await?;
     Ok(Json(issue(keys, &user, &record.session_id, refresh_token)?))
-}
-
-/// `?all=true` ends every session of the user.
-#[derive(Debug, FromForm, JsonSchema, Validate)]
-pub struct LogoutQuery {
-    /// End every session of the user, not just this one.
-    #[serde(default)]
-    pub all: Flag,
 }
 
 /// Sign out: end this session (or the one of `refresh_token`), or with

@@ -60,7 +60,7 @@ pub struct SearchQuery {
     #[serde(default = "crate::extract::default_skip")]
     pub skip: i64,
     /// How many matches to return, 1–100.
-    #[field(default = 10)]
+    #[field(default = crate::extract::DEFAULT_LIMIT)]
     #[validate(range(min = 1, max = 100))]
     #[schemars(range(min = 1, max = 100))]
     #[serde(default = "crate::extract::default_limit")]

@@ -1,52 +1,19 @@
 //! `/api/v1/uploads`: files of the signed-in user.
 
-use rocket::data::{Data, FromData, Outcome};
-use rocket::http::{ContentType, Header, Status};
-use rocket::request::Request;
 use rocket::response::status::{Created, NoContent};
-use rocket::response::{self, Responder, Response};
 use rocket::serde::json::Json;
 use rocket::State;
-use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{MediaType, RefOr, RequestBody, Responses};
-use rocket_okapi::okapi::schemars::schema::{
-    InstanceType, ObjectValidation, Schema, SchemaObject, StringValidation,
-};
 use rocket_okapi::openapi;
-use rocket_okapi::request::OpenApiFromData;
-use rocket_okapi::response::OpenApiResponderInner;
-use schemars::JsonSchema;
-use serde::Serialize;
-use time::OffsetDateTime;
 
 use crate::auth::{AuthConn, AuthUser};
 use crate::config::Settings;
 use crate::db::uploads::{self, UploadRecord};
 use crate::db::{now, users, Db};
-use crate::domain::user::date_time_schema;
-use crate::error::{stash, ApiError};
-use crate::extract::{Paging, UploadId, ValidQuery};
+use crate::domain::upload::UploadResponse;
+use crate::error::ApiError;
+use crate::extract::{MultipartBody, Paging, UploadId, ValidQuery};
 use crate::uploads::receive::receive;
-use crate::uploads::{content_disposition, safe_filename, Storage};
-
-/// An upload as clients see it.
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct UploadResponse {
-    /// A UUID.
-    #[schemars(with = "uuid::Uuid")]
-    pub id: String,
-    /// The client's file name reduced to a safe base name.
-    pub filename: String,
-    /// Recognised from the file's first bytes, else `application/octet-stream`.
-    pub content_type: String,
-    /// Bytes.
-    pub size: i64,
-    /// Lowercase hex SHA-256 of the content.
-    pub sha256: String,
-    #[serde(with = "time::serde::rfc3339")]
-    #[schemars(schema_with = "date_time_schema")]
-    pub created_at: OffsetDateTime,
-}
+use crate::uploads::{safe_filename, Download, Storage};
 
 impl From<&UploadRecord> for UploadResponse {
     fn from(upload: &UploadRecord) -> Self {
@@ -58,73 +25,6 @@ impl From<&UploadRecord> for UploadResponse {
             sha256: upload.sha256.clone(),
             created_at: upload.created_at,
         }
-    }
-}
-
-/// A `multipart/form-data` body, handed to the handler unread so that it
-/// streams straight to disk.
-pub struct MultipartBody<'r> {
-    data: Data<'r>,
-    boundary: String,
-}
-
-#[rocket::async_trait]
-impl<'r> FromData<'r> for MultipartBody<'r> {
-    type Error = ();
-
-    async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        let boundary = req
-            .content_type()
-            .filter(|ct| ct.is_form_data())
-            .and_then(|ct| ct.param("boundary"))
-            .map(str::to_owned);
-        match boundary {
-            Some(boundary) => Outcome::Success(MultipartBody { data, boundary }),
-            None => {
-                let err = ApiError::UnsupportedMediaType(
-                    "Content-Type must be multipart/form-data with a boundary".into(),
-                );
-                Outcome::Error((stash(req, err), ()))
-            }
-        }
-    }
-}
-
-impl<'r> OpenApiFromData<'r> for MultipartBody<'r> {
-    fn request_body(_gen: &mut OpenApiGenerator) -> rocket_okapi::Result<RequestBody> {
-        let file = SchemaObject {
-            instance_type: Some(InstanceType::String.into()),
-            format: Some("binary".to_owned()),
-            string: Some(Box::new(StringValidation {
-                min_length: Some(1),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        let schema = SchemaObject {
-            instance_type: Some(InstanceType::Object.into()),
-            object: Some(Box::new(ObjectValidation {
-                properties: [("file".to_owned(), Schema::Object(file))]
-                    .into_iter()
-                    .collect(),
-                required: ["file".to_owned()].into_iter().collect(),
-                additional_properties: Some(Box::new(Schema::Bool(false))),
-                ..Default::default()
-            })),
-            ..Default::default()
-        };
-        let media = MediaType {
-            schema: Some(schema),
-            ..Default::default()
-        };
-        Ok(RequestBody {
-            description: Some("The file, in the multipart field `file`.".to_owned()),
-            content: [("multipart/form-data".to_owned(), media)]
-                .into_iter()
-                .collect(),
-            required: true,
-            ..Default::default()
-        })
     }
 }
 
@@ -166,7 +66,7 @@ pub async fn create_upload(
     let path = storage.path_of(&id);
     rocket::tokio::fs::rename(received.temp.path(), &path)
         .await
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal("moving an upload into place"))?;
     received.temp.kept();
     let committed = async {
         let mut tx = db.begin().await?;
@@ -234,14 +134,15 @@ pub async fn get_upload_content(
     id: UploadId,
 ) -> Result<Download, ApiError> {
     let upload = visible(db, &auth, &id.get()?).await?;
-    let uuid = uuid::Uuid::try_parse(&upload.id).map_err(ApiError::internal)?;
+    let uuid =
+        uuid::Uuid::try_parse(&upload.id).map_err(ApiError::internal("reading an upload's id"))?;
     let file = match rocket::tokio::fs::File::open(storage.path_of(&uuid)).await {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             log::error!("upload {} has a row but no file", upload.id);
             return Err(ApiError::NotFound("Upload not found".into()));
         }
-        Err(err) => return Err(ApiError::internal(err)),
+        Err(err) => return Err(ApiError::internal("opening an upload's file")(err)),
     };
     Ok(Download { file, upload })
 }
@@ -263,62 +164,4 @@ pub async fn delete_upload(
     tx.commit().await?;
     storage.remove(&upload.id).await;
     Ok(NoContent)
-}
-
-/// A stored file streamed from disk.
-pub struct Download {
-    file: rocket::tokio::fs::File,
-    upload: UploadRecord,
-}
-
-impl<'r> Responder<'r, 'static> for Download {
-    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        let content_type =
-            ContentType::parse_flexible(&self.upload.content_type).unwrap_or(ContentType::Binary);
-        Response::build()
-            .status(Status::Ok)
-            .header(content_type)
-            .header(Header::new(
-                "Content-Disposition",
-                content_disposition(&self.upload.filename),
-            ))
-            .header(Header::new("X-Content-Type-Options", "nosniff"))
-            .header(Header::new(
-                "Content-Security-Policy",
-                "default-src 'none'; sandbox",
-            ))
-            .header(Header::new("Cache-Control", "private, no-store"))
-            .sized_body(self.upload.size as usize, self.file)
-            .ok()
-    }
-}
-
-impl OpenApiResponderInner for Download {
-    fn responses(_gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
-        let binary = SchemaObject {
-            instance_type: Some(InstanceType::String.into()),
-            format: Some("binary".to_owned()),
-            ..Default::default()
-        };
-        let response = rocket_okapi::okapi::openapi3::Response {
-            description: "The file's exact bytes, as an attachment, with the type recognised at \
-                          upload (`application/octet-stream` when none was)."
-                .to_owned(),
-            content: [(
-                "*/*".to_owned(),
-                MediaType {
-                    schema: Some(binary),
-                    ..Default::default()
-                },
-            )]
-            .into_iter()
-            .collect(),
-            ..Default::default()
-        };
-        let mut responses = Responses::default();
-        responses
-            .responses
-            .insert("200".to_owned(), RefOr::Object(response));
-        Ok(responses)
-    }
 }

@@ -70,7 +70,7 @@ pub async fn create_user(
         username: user.username.clone(),
         email: user.email.clone(),
     })
-    .map_err(ApiError::internal)?;
+    .map_err(ApiError::internal("queueing the welcome email"))?;
     outbox::enqueue(tx.conn(), WELCOME_EMAIL, &welcome, now).await?;
     tx.commit().await?;
     outbox_signal.job_queued();

@@ -9,9 +9,10 @@ use validator::{Validate, ValidationError};
 use crate::auth::AuthConn;
 use crate::db::users;
 use crate::domain::user::UserResponse;
+use crate::domain::ErrorType;
 use crate::domain::Invalid;
 use crate::error::ApiError;
-use crate::extract::{Flag, ValidQuery};
+use crate::extract::{default_limit, Flag, ValidQuery, DEFAULT_LIMIT};
 
 /// A cursor is the last id of a page in base 36: short, opaque to clients,
 /// and every string of the documented pattern names a position.
@@ -49,7 +50,7 @@ fn decode_cursor(cursor: &str) -> Option<i64> {
 fn valid_cursor(cursor: &str) -> Result<(), ValidationError> {
     decode_cursor(cursor).map(drop).ok_or_else(|| {
         Invalid::new(
-            "value_error",
+            ErrorType::ValueError,
             "Invalid cursor: use a next_cursor from a previous page",
         )
         .into()
@@ -62,7 +63,7 @@ pub struct V2Query {
     #[serde(default)]
     pub include_inactive: Flag,
     /// How many users to return, 1–100.
-    #[field(default = 10)]
+    #[field(default = DEFAULT_LIMIT)]
     #[validate(range(min = 1, max = 100))]
     #[schemars(range(min = 1, max = 100))]
     #[serde(default = "default_limit")]
@@ -71,11 +72,6 @@ pub struct V2Query {
     #[validate(custom(function = "valid_cursor"))]
     #[schemars(regex(pattern = r"^[0-9a-z]{1,11}$"))]
     pub cursor: Option<String>,
-}
-
-#[allow(dead_code)] // read by the JsonSchema derive
-fn default_limit() -> i64 {
-    10
 }
 
 #[derive(Debug, Serialize, JsonSchema)]

@@ -2,7 +2,10 @@
 //! `upload.dir/files/<id>` once complete. Client file names never become
 //! paths; they are only kept, made safe, as metadata.
 
+mod download;
 pub mod receive;
+
+pub use download::Download;
 
 use std::collections::HashSet;
 use std::io;

@@ -13,6 +13,7 @@ use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
 use super::Storage;
+use crate::domain::ErrorType;
 use crate::error::ApiError;
 
 /// Room for the multipart framing and small fields around the file.
@@ -97,7 +98,7 @@ pub async fn receive(
             Some("file") => {
                 return Err(ApiError::validation(
                     "body.file",
-                    "value_error",
+                    ErrorType::ValueError,
                     "Send one file per request",
                 ))
             }
@@ -106,7 +107,7 @@ pub async fn receive(
                 let name = other.unwrap_or_default();
                 return Err(ApiError::validation(
                     format!("body.{name}"),
-                    "extra_forbidden",
+                    ErrorType::ExtraForbidden,
                     "Extra inputs are not permitted",
                 ));
             }
@@ -116,14 +117,14 @@ pub async fn receive(
     let received = received.ok_or_else(|| {
         ApiError::validation(
             "body.file",
-            "missing",
+            ErrorType::Missing,
             "A file in the multipart field `file` is required",
         )
     })?;
     if received.size == 0 {
         return Err(ApiError::validation(
             "body.file",
-            "value_error",
+            ErrorType::ValueError,
             "The file is empty",
         ));
     }
@@ -141,7 +142,9 @@ async fn store(
         path: storage.temp_path(),
         keep: false,
     };
-    let mut file = File::create(&temp.path).await.map_err(ApiError::internal)?;
+    let mut file = File::create(&temp.path)
+        .await
+        .map_err(ApiError::internal("creating an upload's temporary file"))?;
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut head = Vec::with_capacity(SNIFF_BYTES);
@@ -163,9 +166,13 @@ async fn store(
             head.extend_from_slice(&chunk[..take]);
         }
         hasher.update(&chunk);
-        file.write_all(&chunk).await.map_err(ApiError::internal)?;
+        file.write_all(&chunk)
+            .await
+            .map_err(ApiError::internal("writing an upload"))?;
     }
-    file.sync_all().await.map_err(ApiError::internal)?;
+    file.sync_all()
+        .await
+        .map_err(ApiError::internal("syncing an upload to disk"))?;
     let content_type = infer::get(&head)
         .map_or("application/octet-stream", |kind| kind.mime_type())
         .to_owned();

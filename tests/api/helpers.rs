@@ -8,7 +8,7 @@
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 use rocket::figment::Figment;
-use rocket::http::{ContentType, Header, Status};
+use rocket::http::{Header, Status};
 use rocket::local::asynchronous::{Client, LocalResponse};
 use serde_json::{json, Value};
 
@@ -48,6 +48,67 @@ enum TestDb {
     },
     /// Another app's database: that app drops it.
     Shared,
+}
+
+/// A request being built; [`TestApp::req`] starts one.
+pub struct TestRequest<'a> {
+    app: &'a TestApp,
+    method: rocket::http::Method,
+    path: String,
+    content_type: Option<String>,
+    body: Vec<u8>,
+    headers: Vec<(String, String)>,
+    remote: Option<std::net::SocketAddr>,
+}
+
+impl TestRequest<'_> {
+    /// A JSON body.
+    pub fn json(self, body: &Value) -> Self {
+        self.body(Some("application/json"), body.to_string().as_bytes())
+    }
+
+    /// Raw bytes, with a `Content-Type` when given.
+    pub fn body(mut self, content_type: Option<&str>, bytes: &[u8]) -> Self {
+        self.content_type = content_type.map(str::to_owned);
+        self.body = bytes.to_vec();
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers.push((name.to_owned(), value.to_owned()));
+        self
+    }
+
+    pub fn headers(self, headers: &[(&str, &str)]) -> Self {
+        headers
+            .iter()
+            .fold(self, |req, (name, value)| req.header(name, value))
+    }
+
+    /// `Authorization: Bearer` with `user`'s access token.
+    pub fn bearer(self, user: &TestUser) -> Self {
+        self.header("Authorization", &user.bearer())
+    }
+
+    /// As if sent from the socket address `remote`.
+    pub fn from(mut self, remote: std::net::SocketAddr) -> Self {
+        self.remote = Some(remote);
+        self
+    }
+
+    pub async fn send(self) -> Reply {
+        let mut req = self.app.client.req(self.method, self.path).body(self.body);
+        if let Some(remote) = self.remote {
+            req = req.remote(remote);
+        }
+        if let Some(content_type) = self.content_type {
+            req = req.header(Header::new("Content-Type", content_type));
+        }
+        for (name, value) in self.headers {
+            req = req.header(Header::new(name, value));
+        }
+        read(req.dispatch().await).await
+    }
 }
 
 /// A response read in full.
@@ -148,7 +209,8 @@ impl TestApp {
                 .merge(("rate_limit.register_per_minute", 1_000_000))
                 .merge(("log_level", "critical")),
         );
-        let client = Client::tracked(roster::build_rocket(figment.clone()))
+        let rocket = roster::build_rocket(figment.clone()).expect("a valid configuration");
+        let client = Client::tracked(rocket)
             .await
             .expect("the application ignites");
         let upload_dir = figment
@@ -161,6 +223,20 @@ impl TestApp {
             upload_dir,
             _upload_dir: uploads,
             db,
+        }
+    }
+
+    /// The one way the tests build a request:
+    /// `app.req("PATCH", path).bearer(&user).json(&body).send().await`.
+    pub fn req(&self, method: &str, path: &str) -> TestRequest<'_> {
+        TestRequest {
+            app: self,
+            method: method.parse().expect("method"),
+            path: path.to_owned(),
+            content_type: None,
+            body: Vec::new(),
+            headers: Vec::new(),
+            remote: None,
         }
     }
 
@@ -183,18 +259,14 @@ impl TestApp {
         body: Option<&Value>,
         headers: &[(&str, &str)],
     ) -> Reply {
-        let method = method.parse().expect("method");
-        let mut req = self.client.req(method, path.to_owned());
-        if let Some(remote) = remote {
-            req = req.remote(remote);
-        }
+        let mut req = self.req(method, path).headers(headers);
         if let Some(body) = body {
-            req = req.header(ContentType::JSON).body(body.to_string());
+            req = req.json(body);
         }
-        for (name, value) in headers {
-            req = req.header(Header::new(name.to_string(), value.to_string()));
+        if let Some(remote) = remote {
+            req = req.from(remote);
         }
-        read(req.dispatch().await).await
+        req.send().await
     }
 
     pub async fn get(&self, path: &str) -> Reply {
@@ -213,9 +285,11 @@ impl TestApp {
         path: &str,
         body: Option<&Value>,
     ) -> Reply {
-        let bearer = user.bearer();
-        self.request(method, path, body, &[("Authorization", &bearer)])
-            .await
+        let req = self.req(method, path).bearer(user);
+        match body {
+            Some(body) => req.json(body).send().await,
+            None => req.send().await,
+        }
     }
 
     pub async fn get_as(&self, user: &TestUser, path: &str) -> Reply {
@@ -281,6 +355,20 @@ impl TestApp {
         self.sign_in(username).await
     }
 
+    /// `user`'s session is over: its access token and its refresh token
+    /// are both refused.
+    pub async fn assert_signed_out(&self, user: &TestUser) {
+        let me = self.get_as(user, "/api/v1/users/me").await;
+        assert_eq!(me.status, Status::Unauthorized, "{}", me.text);
+        let refresh = self
+            .post(
+                "/api/v1/auth/refresh",
+                &json!({"refresh_token": user.refresh}),
+            )
+            .await;
+        assert_eq!(refresh.status, Status::Unauthorized, "{}", refresh.text);
+    }
+
     /// Sends raw bytes with any method, content type and headers.
     pub async fn send_raw(
         &self,
@@ -290,24 +378,16 @@ impl TestApp {
         body: &[u8],
         headers: &[(&str, &str)],
     ) -> Reply {
-        let method = method.parse().expect("method");
-        let mut req = self.client.req(method, path.to_owned()).body(body);
-        if let Some(ct) = content_type {
-            req = req.header(Header::new("Content-Type", ct.to_owned()));
-        }
-        for (name, value) in headers {
-            req = req.header(Header::new(name.to_string(), value.to_string()));
-        }
-        read(req.dispatch().await).await
+        self.req(method, path)
+            .body(content_type, body)
+            .headers(headers)
+            .send()
+            .await
     }
 
     /// Sends a raw body with the given content type.
     pub async fn post_raw(&self, path: &str, content_type: Option<&str>, body: &[u8]) -> Reply {
-        let mut req = self.client.post(path.to_owned()).body(body);
-        if let Some(ct) = content_type {
-            req = req.header(Header::new("Content-Type", ct.to_owned()));
-        }
-        read(req.dispatch().await).await
+        self.send_raw("POST", path, content_type, body, &[]).await
     }
 
     /// Registers a user and returns it.
@@ -415,4 +495,12 @@ impl Drop for TestApp {
             }
         }
     }
+}
+
+/// A port on 127.0.0.1 that nothing listens on right now.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .map(|addr| addr.port())
+        .expect("a free port")
 }

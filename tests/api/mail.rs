@@ -11,15 +11,7 @@ use rocket::http::Status;
 use rocket_db_pools::Database;
 use serde_json::json;
 
-use crate::helpers::{TestApp, PASSWORD};
-
-fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
-}
+use crate::helpers::{free_port, TestApp, PASSWORD};
 
 /// The Python with aiosmtpd that `tests/run` prepares (`ROSTER_TEST_PYTHON`),
 /// else `python3`.

@@ -1,16 +1,24 @@
 //! Integration tests through Rocket's local client, one module per area.
-//! See `helpers.rs` for how each test gets its own database.
+//! See `helpers.rs` for how each test gets its own database, and
+//! `server.rs` for the tests that run the real binary.
 
 mod auth;
 mod binary;
+mod changes;
+mod cors;
 mod docs;
 mod errors;
 mod health;
 mod helpers;
 mod hostile;
 mod limits;
+mod load;
 mod mail;
+mod me;
 mod search;
+mod server;
+mod sessions;
+mod tokens;
 mod uploads;
 mod users;
 mod v2;

@@ -2,12 +2,14 @@
 //!
 //! Roster's settings live in Rocket's figment: built-in defaults, then
 //! `Rocket.toml` (optional), then `ROCKET_*` variables, then `DATABASE_URL`.
-//! The typed [`Settings`] are extracted once at ignite and kept as managed
-//! state.
+//! [`Settings::load`] extracts and checks them once, before the application
+//! is built; they are then managed state.
 
 use rocket::figment::providers::{Env, Format, Serialized, Toml};
 use rocket::figment::{Figment, Profile};
 use serde::{Deserialize, Serialize};
+
+pub use crate::secret::{CredentialUrl, Secret};
 
 /// The default database: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://roster.db?mode=rwc";
@@ -15,15 +17,20 @@ pub const DEFAULT_DATABASE_URL: &str = "sqlite://roster.db?mode=rwc";
 /// The shortest `jwt_secret` accepted: 256 bits, HS256's key size.
 pub const MIN_SECRET_BYTES: usize = 32;
 
+/// A configuration Roster refuses to start with, and why.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid configuration: {0}")]
+pub struct ConfigError(pub String);
+
 /// Roster's own settings (Rocket's own keys are read by Rocket).
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct Settings {
     /// bcrypt work factor for new password hashes (4..=31).
     pub bcrypt_cost: u32,
     /// The HS256 key for access tokens (its UTF-8 bytes). Required, at least
     /// 32 bytes, in the release profile; debug makes a random one per start.
-    pub jwt_secret: Option<String>,
+    pub jwt_secret: Option<Secret>,
     /// Access-token lifetime in seconds.
     pub access_token_ttl: u64,
     /// Refresh-token lifetime in seconds.
@@ -58,12 +65,12 @@ impl Default for UploadSettings {
 }
 
 /// Welcome emails. Without `url` they are written to the log instead.
-#[derive(Clone, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct SmtpSettings {
     /// `smtp://host:port` (`?tls=required` for STARTTLS), `smtps://host:port`
     /// for TLS; credentials as `smtp://user:password@host`.
-    pub url: Option<String>,
+    pub url: Option<CredentialUrl>,
     pub from: String,
     pub subject: String,
     /// Attempts before a job is marked dead.
@@ -78,22 +85,6 @@ impl Default for SmtpSettings {
             subject: "User Registration".to_owned(),
             max_attempts: 10,
         }
-    }
-}
-
-/// Never print SMTP credentials.
-impl std::fmt::Debug for SmtpSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let url = self.url.as_deref().map(|url| match url.rsplit_once('@') {
-            Some((_, host)) => format!("…@{host}"),
-            None => url.to_owned(),
-        });
-        f.debug_struct("SmtpSettings")
-            .field("url", &url)
-            .field("from", &self.from)
-            .field("subject", &self.subject)
-            .field("max_attempts", &self.max_attempts)
-            .finish()
     }
 }
 
@@ -157,24 +148,20 @@ impl Default for Settings {
     }
 }
 
-/// Never print the secret.
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("bcrypt_cost", &self.bcrypt_cost)
-            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
-            .field("access_token_ttl", &self.access_token_ttl)
-            .field("refresh_token_ttl", &self.refresh_token_ttl)
-            .field("rate_limit", &self.rate_limit)
-            .field("trusted_proxies", &self.trusted_proxies)
-            .field("cors", &self.cors)
-            .field("smtp", &self.smtp)
-            .field("upload", &self.upload)
-            .finish()
-    }
-}
-
 impl Settings {
+    /// Reads every setting from `figment`, Rocket's own included, and checks
+    /// them: the application is built only from settings that passed.
+    pub fn load(figment: &Figment) -> Result<Settings, ConfigError> {
+        let invalid = |err: rocket::figment::Error| ConfigError(err.to_string());
+        figment.extract::<rocket::Config>().map_err(invalid)?;
+        let settings: Settings = figment.extract().map_err(invalid)?;
+        settings
+            .validate()
+            .and_then(|()| settings.require_secret(figment.profile().as_str().as_str()))
+            .map_err(ConfigError)?;
+        Ok(settings)
+    }
+
     /// Checks what serde cannot: ranges and combinations.
     pub fn validate(&self) -> Result<(), String> {
         if !(4..=31).contains(&self.bcrypt_cost) {
@@ -184,6 +171,7 @@ impl Settings {
             ));
         }
         if let Some(secret) = &self.jwt_secret {
+            let secret = secret.expose();
             if secret.len() < MIN_SECRET_BYTES {
                 return Err(format!(
                     "jwt_secret must be at least {MIN_SECRET_BYTES} bytes (it has {}); \
@@ -223,6 +211,7 @@ impl Settings {
             return Err("smtp.max_attempts must be at least 1".to_owned());
         }
         if let Some(url) = &self.smtp.url {
+            let url = url.expose();
             if !(url.starts_with("smtp://") || url.starts_with("smtps://")) {
                 return Err(format!(
                     "smtp.url must start with smtp:// or smtps://, got {:?}",
@@ -325,7 +314,7 @@ mod tests {
     #[test]
     fn short_secrets_are_refused_and_release_needs_one() {
         let short = Settings {
-            jwt_secret: Some("x".repeat(31)),
+            jwt_secret: Some(Secret::new("x".repeat(31))),
             ..Settings::default()
         };
         assert!(short.validate().unwrap_err().contains("at least 32 bytes"));
@@ -336,7 +325,7 @@ mod tests {
             .unwrap_err()
             .contains("ROCKET_JWT_SECRET"));
         let good = Settings {
-            jwt_secret: Some("x".repeat(32)),
+            jwt_secret: Some(Secret::new("x".repeat(32))),
             ..Settings::default()
         };
         assert!(good.validate().is_ok() && good.require_secret("release").is_ok());

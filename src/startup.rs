@@ -1,0 +1,136 @@
+//! What runs once at start, in the order `build_rocket` attaches it: the
+//! database's migrations, the upload directory's repair, bcrypt's self-test,
+//! and the line that says where Roster listens.
+
+use rocket::fairing::AdHoc;
+use rocket::{Build, Orbit, Rocket};
+use rocket_db_pools::Database;
+
+use crate::auth::password::PasswordHasher;
+use crate::auth::tokens::{random_secret, TokenKeys};
+use crate::config::{ConfigError, Settings};
+use crate::db::{self, Db, DbPool};
+use crate::uploads::Storage;
+
+/// The access-token keys of `jwt_secret` (a random one, with a warning,
+/// when the profile allows none), checked by signing and verifying a token.
+pub fn token_keys(settings: &Settings) -> Result<TokenKeys, ConfigError> {
+    let secret = match &settings.jwt_secret {
+        Some(secret) => secret.expose().to_owned(),
+        None => {
+            warn!(
+                "jwt_secret is not set: using a random secret, so tokens end when the process \
+                 does (set ROCKET_JWT_SECRET to keep them)"
+            );
+            random_secret()
+        }
+    };
+    let keys = TokenKeys::new(secret.as_bytes(), settings.access_token_ttl);
+    keys.self_test()
+        .map_err(|message| ConfigError(format!("access tokens do not work: {message}")))?;
+    Ok(keys)
+}
+
+/// Brings the database's schema up to date.
+pub fn migrations() -> AdHoc {
+    AdHoc::try_on_ignite("Database migrations", |rocket| {
+        Box::pin(async move {
+            let Some(db) = Db::fetch(&rocket) else {
+                return Err(rocket);
+            };
+            let pool: &DbPool = db;
+            match pool.migrate().await {
+                Ok(()) => Ok(rocket),
+                Err(err) => {
+                    error!("{err}");
+                    Err(rocket)
+                }
+            }
+        })
+    })
+}
+
+/// Opens `upload.dir`, repairs what a crash may have left there, and
+/// manages the [`Storage`].
+pub fn upload_storage() -> AdHoc {
+    AdHoc::try_on_ignite("Upload storage", |rocket| {
+        Box::pin(async move {
+            match open_storage(&rocket).await {
+                Ok(storage) => Ok(rocket.manage(storage)),
+                Err(message) => {
+                    error!("{message}");
+                    Err(rocket)
+                }
+            }
+        })
+    })
+}
+
+async fn open_storage(rocket: &Rocket<Build>) -> Result<Storage, String> {
+    let (Some(settings), Some(db)) = (rocket.state::<Settings>(), Db::fetch(rocket)) else {
+        return Err("the settings or the database are not managed".to_owned());
+    };
+    let dir = &settings.upload.dir;
+    let storage =
+        Storage::open(dir).map_err(|err| format!("upload.dir {dir:?} is not usable: {err}"))?;
+    let ids = async {
+        let mut conn = db.acquire().await?;
+        db::uploads::all_ids(conn.conn()).await
+    }
+    .await
+    .map_err(|err| format!("cannot list uploads: {err}"))?;
+    let (removed, missing) = storage
+        .repair(&ids.into_iter().collect())
+        .map_err(|err| format!("cannot check upload.dir {dir:?}: {err}"))?;
+    if removed > 0 {
+        warn!("removed {removed} orphan upload files");
+    }
+    if missing > 0 {
+        error!("{missing} uploads have no file in {dir:?}");
+    }
+    Ok(storage)
+}
+
+/// Hashes once with the configured cost, so that a bcrypt that does not
+/// work stops the start, and the first login does not pay for the dummy
+/// hash that unknown usernames are checked against.
+pub fn password_hasher() -> AdHoc {
+    AdHoc::try_on_ignite("Password hasher", |rocket| {
+        Box::pin(async move {
+            let Some(hasher) = rocket.state::<PasswordHasher>() else {
+                return Err(rocket);
+            };
+            match hasher.prepare().await {
+                Ok(()) => Ok(rocket),
+                Err(err) => {
+                    error!("bcrypt does not work: {err}");
+                    Err(rocket)
+                }
+            }
+        })
+    })
+}
+
+/// One line that says where Roster listens and which database it uses
+/// (shown at every log level, never with a password).
+pub fn announce() -> AdHoc {
+    AdHoc::on_liftoff("Startup line", |rocket| {
+        Box::pin(async move { announce_line(rocket) })
+    })
+}
+
+fn announce_line(rocket: &Rocket<Orbit>) {
+    let config = rocket.config();
+    let url: String = rocket
+        .figment()
+        .extract_inner("databases.roster.url")
+        .unwrap_or_default();
+    log::info!(
+        target: "rocket::launch",
+        "Roster {} listening on http://{}:{} using {}",
+        env!("CARGO_PKG_VERSION"),
+        config.address,
+        config.port,
+        DbPool::describe(&url)
+    );
+}

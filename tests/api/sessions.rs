@@ -1,0 +1,285 @@
+//! Sessions: refresh-token rotation, logout, and the changes that end
+//! every session of a user.
+
+use rocket::http::{ContentType, Status};
+use serde_json::json;
+
+use crate::auth::{decode_unverified, me};
+use crate::helpers::{TestApp, PASSWORD};
+
+#[rocket::async_test]
+async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let first = app
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": alice.refresh}),
+        )
+        .await;
+    assert_eq!(first.status, Status::Ok, "{}", first.text);
+    let second_refresh = first.body["refresh_token"].as_str().unwrap().to_owned();
+    let second_access = first.body["access_token"].as_str().unwrap().to_owned();
+    assert_ne!(second_refresh, alice.refresh);
+    assert_eq!(
+        decode_unverified(&second_access)["sid"],
+        decode_unverified(&alice.token)["sid"],
+        "the same session"
+    );
+    assert_eq!(
+        me(&app, &format!("Bearer {second_access}")).await.status,
+        Status::Ok
+    );
+
+    // The spent token comes back: theft. The whole family ends.
+    let reuse = app
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": alice.refresh}),
+        )
+        .await;
+    assert_eq!(reuse.status, Status::Unauthorized);
+    let after = app
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": second_refresh}),
+        )
+        .await;
+    assert_eq!(
+        after.status,
+        Status::Unauthorized,
+        "the newer token of the family is revoked too"
+    );
+    assert_eq!(
+        me(&app, &format!("Bearer {second_access}")).await.status,
+        Status::Unauthorized
+    );
+    assert_eq!(
+        app.get_as(&alice, "/api/v1/users/me").await.status,
+        Status::Unauthorized
+    );
+
+    // Other sessions of the user are untouched.
+    let other = app.sign_in("alice").await;
+    assert_eq!(
+        app.get_as(&other, "/api/v1/users/me").await.status,
+        Status::Ok
+    );
+}
+
+#[rocket::async_test]
+async fn unknown_expired_and_malformed_refresh_tokens_are_refused() {
+    let app = TestApp::spawn_with(|f| f.merge(("refresh_token_ttl", 1))).await;
+    let alice = app.user("alice").await;
+    let unknown = app
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": "0".repeat(64)}),
+        )
+        .await;
+    assert_eq!(unknown.status, Status::Unauthorized);
+    let missing = app.post("/api/v1/auth/refresh", &json!({})).await;
+    assert_eq!(
+        missing.field_errors(),
+        vec![("body.refresh_token".into(), "missing".into())]
+    );
+    rocket::tokio::time::sleep(std::time::Duration::from_millis(2100)).await;
+    let expired = app
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": alice.refresh}),
+        )
+        .await;
+    assert_eq!(
+        (expired.status, expired.body),
+        (
+            Status::Unauthorized,
+            json!({"detail": "Refresh token has expired"})
+        )
+    );
+}
+
+#[rocket::async_test]
+async fn logout_ends_this_session_only() {
+    let app = TestApp::spawn().await;
+    let laptop = app.user("alice").await;
+    let phone = app.sign_in("alice").await;
+    let reply = app.call(&laptop, "POST", "/api/v1/auth/logout", None).await;
+    assert_eq!(reply.status, Status::NoContent, "{}", reply.text);
+    app.assert_signed_out(&laptop).await;
+    assert_eq!(
+        app.get_as(&phone, "/api/v1/users/me").await.status,
+        Status::Ok
+    );
+    assert_eq!(
+        app.request("POST", "/api/v1/auth/logout", None, &[])
+            .await
+            .status,
+        Status::Unauthorized
+    );
+}
+
+#[rocket::async_test]
+async fn logout_with_a_refresh_token_ends_that_session() {
+    let app = TestApp::spawn().await;
+    let laptop = app.user("alice").await;
+    let phone = app.sign_in("alice").await;
+    let bob = app.user("bob").await;
+    let body = json!({"refresh_token": phone.refresh});
+    // Another user's refresh token is not yours to revoke.
+    assert_eq!(
+        app.post_as(&bob, "/api/v1/auth/logout", &body).await.status,
+        Status::Unauthorized
+    );
+    assert_eq!(
+        app.post_as(&laptop, "/api/v1/auth/logout", &body)
+            .await
+            .status,
+        Status::NoContent
+    );
+    assert_eq!(
+        app.get_as(&phone, "/api/v1/users/me").await.status,
+        Status::Unauthorized
+    );
+    assert_eq!(
+        app.get_as(&laptop, "/api/v1/users/me").await.status,
+        Status::Ok
+    );
+    let extra = app
+        .post_as(&laptop, "/api/v1/auth/logout", &json!({"everything": true}))
+        .await;
+    assert_eq!(
+        extra.field_errors(),
+        vec![("body.everything".into(), "extra_forbidden".into())]
+    );
+}
+
+#[rocket::async_test]
+async fn logout_all_ends_every_session_of_the_user() {
+    let app = TestApp::spawn().await;
+    let laptop = app.user("alice").await;
+    let phone = app.sign_in("alice").await;
+    let bob = app.user("bob").await;
+    let reply = app
+        .call(&laptop, "POST", "/api/v1/auth/logout?all=true", None)
+        .await;
+    assert_eq!(reply.status, Status::NoContent);
+    for session in [&laptop, &phone] {
+        app.assert_signed_out(session).await;
+    }
+    assert_eq!(
+        app.get_as(&bob, "/api/v1/users/me").await.status,
+        Status::Ok
+    );
+    let again = app.sign_in("alice").await;
+    assert_eq!(
+        app.get_as(&again, "/api/v1/users/me").await.status,
+        Status::Ok
+    );
+    for query in ["all=maybe", "all=", "all=on"] {
+        let path = format!("/api/v1/auth/logout?{query}");
+        let bad = app.call(&again, "POST", &path, None).await;
+        assert_eq!(
+            bad.field_errors(),
+            vec![("query.all".into(), "type_error".into())],
+            "{query}"
+        );
+    }
+    let still = app.get_as(&again, "/api/v1/users/me").await;
+    assert_eq!(still.status, Status::Ok, "nothing was logged out");
+}
+
+#[rocket::async_test]
+async fn changing_the_password_needs_the_current_one_and_ends_every_session() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let phone = app.sign_in("alice").await;
+    let wrong = app
+        .put_as(
+            &alice,
+            "/api/v1/users/me/password",
+            &json!({"current_password": "Wrong1pass", "new_password": "N3w-password"}),
+        )
+        .await;
+    assert_eq!(wrong.status, Status::Unauthorized);
+    let weak = app
+        .put_as(
+            &alice,
+            "/api/v1/users/me/password",
+            &json!({"current_password": PASSWORD, "new_password": "weak"}),
+        )
+        .await;
+    assert_eq!(
+        weak.field_errors(),
+        vec![("body.new_password".into(), "string_too_short".into())]
+    );
+    assert_eq!(
+        app.get_as(&alice, "/api/v1/users/me").await.status,
+        Status::Ok,
+        "nothing changed yet"
+    );
+
+    let ok = app
+        .put_as(
+            &alice,
+            "/api/v1/users/me/password",
+            &json!({"current_password": PASSWORD, "new_password": "N3w-password"}),
+        )
+        .await;
+    assert_eq!(ok.status, Status::NoContent, "{}", ok.text);
+    for session in [&alice, &phone] {
+        app.assert_signed_out(session).await;
+    }
+    assert_eq!(
+        app.login("alice", PASSWORD).await.status,
+        Status::Unauthorized
+    );
+    assert_eq!(app.login("alice", "N3w-password").await.status, Status::Ok);
+}
+
+#[rocket::async_test]
+async fn an_admin_setting_a_password_ends_the_users_sessions() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("root").await;
+    let alice = app.user("alice").await;
+    let reply = app
+        .patch_as(
+            &admin,
+            &format!("/api/v1/users/{}", alice.id),
+            &json!({"password": "Adm1n-set-pass"}),
+        )
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.text);
+    assert_eq!(
+        app.get_as(&alice, "/api/v1/users/me").await.status,
+        Status::Unauthorized
+    );
+    assert_eq!(
+        app.login("alice", "Adm1n-set-pass").await.status,
+        Status::Ok
+    );
+    assert_eq!(
+        app.get_as(&admin, "/api/v1/users/me").await.status,
+        Status::Ok,
+        "the admin's session stays"
+    );
+}
+
+#[rocket::async_test]
+async fn two_concurrent_refreshes_of_one_token_never_both_succeed() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let body = json!({"refresh_token": alice.refresh}).to_string();
+    let send = || {
+        app.client
+            .post("/api/v1/auth/refresh")
+            .header(ContentType::JSON)
+            .body(body.clone())
+            .dispatch()
+    };
+    let (a, b) = futures::join!(send(), send());
+    let statuses = [a.status(), b.status()];
+    let ok = statuses.iter().filter(|s| **s == Status::Ok).count();
+    assert!(ok <= 1, "{statuses:?}");
+    assert!(statuses.contains(&Status::Unauthorized), "{statuses:?}");
+}

@@ -24,7 +24,9 @@ Environment:
   ROSTER_BENCH_POSTGRES_URL  admin URL for --backend postgres, default
                              postgres://postgres@127.0.0.1:5432/test; each
                              server gets a fresh database beside it
-  ROSTER_PEER_VENV           the peer's venv, default <temp dir>/roster-peer-venv
+  ROSTER_PEER_VENV           the peer's venv, default $ROSTER_CACHE/peer-venv
+                             (ROSTER_CACHE as in tests/services.sh:
+                             $XDG_CACHE_HOME/roster, else ~/.cache/roster)
 Standard library only; needs wrk, psql for PostgreSQL and, with --compare,
 python3-venv.
 """
@@ -49,7 +51,11 @@ from urllib import request as urlrequest
 
 ROOT = Path(__file__).resolve().parent.parent
 PEER = ROOT / "bench" / "peer"
-PEER_VENV = Path(os.environ.get("ROSTER_PEER_VENV") or Path(tempfile.gettempdir()) / "roster-peer-venv")
+CACHE = Path(
+    os.environ.get("ROSTER_CACHE")
+    or Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "roster"
+)
+PEER_VENV = Path(os.environ.get("ROSTER_PEER_VENV") or CACHE / "peer-venv")
 DEFAULT_POSTGRES_URL = "postgres://postgres@127.0.0.1:5432/test"
 USERS = 10_000
 PASSWORD = "Passw0rd1"

@@ -6,7 +6,7 @@ say() { printf '[services] %s\n' "$*" >&2; }
 
 # Where the test tools keep what outlives a clone (virtualenvs, the advisory
 # database): one directory, $ROSTER_CACHE.
-export ROSTER_CACHE=${ROSTER_CACHE:-${TMPDIR:-/var/tmp}/roster-cache}
+export ROSTER_CACHE=${ROSTER_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/roster}
 mkdir -p "$ROSTER_CACHE"
 
 apt_install() {

@@ -155,3 +155,30 @@ async fn each_document_covers_its_own_version_and_the_pages_are_served() {
         swagger.text
     );
 }
+
+/// ARCHITECTURE.md names files: each must exist, so that the page stays
+/// true as the code moves.
+#[test]
+fn the_architecture_page_names_only_files_that_exist() {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let page = std::fs::read_to_string(root.join("ARCHITECTURE.md")).expect("ARCHITECTURE.md");
+    let named: Vec<&str> = page
+        .split('`')
+        .skip(1)
+        .step_by(2)
+        .filter(|text| {
+            ["src/", "tests/", "migrations/", "templates/"]
+                .iter()
+                .any(|dir| text.starts_with(dir))
+        })
+        .collect();
+    assert!(named.len() > 20, "the page names the files: {named:?}");
+    let missing: Vec<&&str> = named
+        .iter()
+        .filter(|path| !root.join(path).exists())
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "ARCHITECTURE.md names missing files: {missing:?}"
+    );
+}

@@ -15,6 +15,7 @@ mod limits;
 mod load;
 mod mail;
 mod me;
+mod request;
 mod search;
 mod server;
 mod sessions;

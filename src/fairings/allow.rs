@@ -72,7 +72,7 @@ impl Fairing for MethodCheck {
         let Some(methods) = self
             .static_paths
             .get()
-            .and_then(|table| table.get(request.uri().path().as_str()))
+            .and_then(|table| table.get(super::routed_path(request).as_str()))
         else {
             return;
         };

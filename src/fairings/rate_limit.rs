@@ -89,7 +89,7 @@ impl Fairing for RateLimitFairing {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        let path = request.uri().path();
+        let path = super::routed_path(request);
         if !path.starts_with("/api/") || request.method() == Method::Options {
             return;
         }
@@ -147,11 +147,15 @@ impl RateLimits<'_> {
         self.limiter.and_then(RateLimiter::degraded)
     }
 
+    /// Spends one of `username`'s failed-login budget before the password
+    /// is checked (429 when none is left); [`Self::login_succeeded`] gives
+    /// it back, so only failures count. The key folds ASCII case, as login
+    /// matches names; a name with any other letter matches no user.
     pub async fn check_username(&self, username: &str) -> Result<(), ApiError> {
         let Some(limiter) = self.limiter else {
             return Ok(());
         };
-        let key = username.to_lowercase();
+        let key = username.to_ascii_lowercase();
         match limiter.check(Policy::LoginUsername, &key).await {
             Some(decision) => {
                 self.decisions.push(decision);
@@ -162,6 +166,16 @@ impl RateLimits<'_> {
                 }
             }
             None => Ok(()),
+        }
+    }
+
+    /// The password was right: the attempt [`Self::check_username`] spent
+    /// does not count against the user.
+    pub async fn login_succeeded(&self, username: &str) {
+        if let Some(limiter) = self.limiter {
+            limiter
+                .refund(Policy::LoginUsername, &username.to_ascii_lowercase())
+                .await;
         }
     }
 }

@@ -1,80 +1,99 @@
-//! Counters in this process, with `governor`'s GCRA.
+//! Counters in this process: one theoretical arrival time (TAT) per policy
+//! and key in a sharded map, with the arithmetic of the Redis script.
 
-use std::collections::HashMap;
-use std::num::NonZeroU32;
+use std::time::Instant;
 
-use governor::clock::{Clock, DefaultClock};
-use governor::middleware::StateInformationMiddleware;
-use governor::state::keyed::DefaultKeyedStateStore;
-use governor::{Quota, RateLimiter};
+use dashmap::DashMap;
 
-use super::{ceil_secs, Decision, Policy};
+use super::{Decision, Policy};
 use crate::config::RateLimitSettings;
 
-type Keyed =
-    RateLimiter<String, DefaultKeyedStateStore<String>, DefaultClock, StateInformationMiddleware>;
+const MINUTE_NS: u64 = 60_000_000_000;
 
 pub struct MemoryLimiter {
-    clock: DefaultClock,
-    limiters: HashMap<Policy, (u32, Keyed)>,
+    /// What "now" is measured from, in nanoseconds.
+    start: Instant,
+    limits: Vec<(Policy, u32)>,
+    tats: DashMap<(Policy, String), u64>,
 }
 
 impl MemoryLimiter {
     pub fn new(settings: &RateLimitSettings) -> Self {
-        let clock = DefaultClock::default();
-        let limiters = Policy::ALL
-            .into_iter()
-            .map(|policy| {
-                let per_minute = policy.per_minute(settings).max(1);
-                let quota =
-                    Quota::per_minute(NonZeroU32::new(per_minute).unwrap_or(NonZeroU32::MIN));
-                let limiter = RateLimiter::dashmap_with_clock(quota, clock.clone())
-                    .with_middleware::<StateInformationMiddleware>();
-                (policy, (per_minute, limiter))
-            })
-            .collect();
-        MemoryLimiter { clock, limiters }
+        MemoryLimiter {
+            start: Instant::now(),
+            limits: Policy::ALL
+                .into_iter()
+                .map(|policy| (policy, policy.per_minute(settings).max(1)))
+                .collect(),
+            tats: DashMap::new(),
+        }
+    }
+
+    fn now(&self) -> u64 {
+        self.start.elapsed().as_nanos() as u64
+    }
+
+    /// The budget of `policy` and the nanoseconds one unit takes to regain.
+    fn limit(&self, policy: Policy) -> (u32, u64) {
+        let limit = self
+            .limits
+            .iter()
+            .find(|(p, _)| *p == policy)
+            .map_or(1, |(_, limit)| *limit);
+        (limit, (MINUTE_NS / u64::from(limit)).max(1))
     }
 
     pub fn check(&self, policy: Policy, key: &str) -> Decision {
-        let (limit, limiter) = &self.limiters[&policy];
-        let limit = *limit;
-        // Seconds per request regained.
-        let interval = 60.0 / f64::from(limit);
-        match limiter.check_key(&key.to_owned()) {
-            Ok(snapshot) => {
-                let remaining = snapshot.remaining_burst_capacity();
-                let reset = (f64::from(limit - remaining.min(limit)) * interval).ceil() as u64;
-                Decision {
-                    limit,
-                    remaining,
-                    reset,
-                    retry_after: None,
-                }
-            }
-            Err(not_until) => {
-                let wait = ceil_secs(not_until.wait_time_from(self.clock.now())).max(1);
-                Decision {
-                    limit,
-                    remaining: 0,
-                    reset: (f64::from(limit) * interval).ceil() as u64,
-                    retry_after: Some(wait),
-                }
-            }
+        let (limit, interval) = self.limit(policy);
+        let now = self.now();
+        let mut entry = self.tats.entry((policy, key.to_owned())).or_insert(now);
+        let tat = (*entry).max(now);
+        let new_tat = tat + interval;
+        let allow_at = new_tat.saturating_sub(interval * u64::from(limit));
+        if allow_at > now {
+            return Decision {
+                limit,
+                remaining: 0,
+                reset: secs(tat - now),
+                retry_after: Some(secs(allow_at - now).max(1)),
+            };
+        }
+        *entry = new_tat;
+        let remaining = (now + interval * u64::from(limit) - new_tat) / interval;
+        Decision {
+            limit,
+            remaining: remaining as u32,
+            reset: secs(new_tat - now),
+            retry_after: None,
         }
     }
 
+    pub fn refund(&self, policy: Policy, key: &str) {
+        let (_, interval) = self.limit(policy);
+        let now = self.now();
+        self.tats
+            .remove_if_mut(&(policy, key.to_owned()), |_, tat| {
+                *tat = tat.saturating_sub(interval);
+                *tat <= now
+            });
+    }
+
+    /// Forgets keys whose budget is full again.
     pub fn purge(&self) {
-        for (_, limiter) in self.limiters.values() {
-            limiter.retain_recent();
-            limiter.shrink_to_fit();
-        }
+        let now = self.now();
+        self.tats.retain(|_, tat| *tat > now);
+        self.tats.shrink_to_fit();
     }
 
     #[cfg(test)]
     pub fn keys(&self) -> usize {
-        self.limiters.values().map(|(_, l)| l.len()).sum()
+        self.tats.len()
     }
+}
+
+/// Whole seconds, rounded up: a client that waits this long is let in.
+fn secs(ns: u64) -> u64 {
+    ns.div_ceil(1_000_000_000)
 }
 
 #[cfg(test)]
@@ -122,5 +141,25 @@ mod tests {
         std::thread::sleep(std::time::Duration::from_millis(30));
         limiter.purge();
         assert_eq!(limiter.keys(), 0, "every budget is full again after 10 ms");
+    }
+
+    #[test]
+    fn a_refunded_unit_can_be_spent_again() {
+        let limiter = MemoryLimiter::new(&RateLimitSettings {
+            login_per_minute: 1,
+            ..RateLimitSettings::default()
+        });
+        let policy = Policy::LoginUsername;
+        for _ in 0..5 {
+            assert!(limiter.check(policy, "alice").allowed());
+        }
+        assert!(!limiter.check(policy, "alice").allowed(), "five per minute");
+        limiter.refund(policy, "alice");
+        assert!(limiter.check(policy, "alice").allowed(), "one given back");
+        assert!(!limiter.check(policy, "alice").allowed());
+        for _ in 0..10 {
+            limiter.refund(policy, "bob");
+        }
+        assert_eq!(limiter.keys(), 1, "a refund never makes a key, nor credit");
     }
 }

@@ -1,14 +1,15 @@
 //! Rate limiting: the generic cell rate algorithm (GCRA), per policy and key.
 //!
 //! A client may spend its whole budget of N at once, then regains one
-//! request every 60/N seconds. The memory backend uses `governor`; the Redis
-//! backend runs the same algorithm in an atomic script, so instances that
-//! share `redis_url` share each client's budget.
+//! request every 60/N seconds. Both backends keep one "theoretical arrival
+//! time" per key and run the same arithmetic: in this process (a sharded
+//! map), or in Redis in an atomic script, so instances that share
+//! `redis_url` share each client's budget. A spent unit can be given back
+//! ([`RateLimiter::refund`]): the per-username login budget counts only
+//! failed attempts.
 
 mod memory;
 mod redis;
-
-use std::time::Duration;
 
 use crate::config::{RateLimitBackend, RateLimitSettings};
 
@@ -19,7 +20,9 @@ pub enum Policy {
     General,
     /// `POST /api/v1/auth/login`, per client address.
     Login,
-    /// `POST /api/v1/auth/login`, per username tried.
+    /// `POST /api/v1/auth/login`, per username tried: failed attempts
+    /// only, five times the per-address budget, so that one address meets
+    /// its own limit long before it could lock the user out.
     LoginUsername,
     /// `POST /api/v1/users`, per client address.
     Register,
@@ -45,7 +48,8 @@ impl Policy {
     fn per_minute(self, settings: &RateLimitSettings) -> u32 {
         match self {
             Policy::General => settings.per_minute,
-            Policy::Login | Policy::LoginUsername => settings.login_per_minute,
+            Policy::Login => settings.login_per_minute,
+            Policy::LoginUsername => settings.login_per_minute.saturating_mul(5),
             Policy::Register => settings.register_per_minute,
         }
     }
@@ -66,16 +70,6 @@ pub struct Decision {
 impl Decision {
     pub fn allowed(&self) -> bool {
         self.retry_after.is_none()
-    }
-}
-
-/// Whole seconds, rounded up: a client that waits this long is let in.
-fn ceil_secs(duration: Duration) -> u64 {
-    let secs = duration.as_secs();
-    if duration.subsec_nanos() > 0 {
-        secs + 1
-    } else {
-        secs
     }
 }
 
@@ -100,6 +94,14 @@ impl RateLimiter {
         match self {
             RateLimiter::Memory(limiter) => Some(limiter.check(policy, key)),
             RateLimiter::Redis(limiter) => limiter.check(policy, key).await,
+        }
+    }
+
+    /// Gives back one unit that [`check`](Self::check) spent for `key`.
+    pub async fn refund(&self, policy: Policy, key: &str) {
+        match self {
+            RateLimiter::Memory(limiter) => limiter.refund(policy, key),
+            RateLimiter::Redis(limiter) => limiter.refund(policy, key).await,
         }
     }
 

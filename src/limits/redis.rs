@@ -31,6 +31,22 @@ redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
 return {1, math.floor((now + interval * limit - new_tat) / interval), new_tat - now, 0}
 "#;
 
+/// Gives back one unit of a key's budget; never below a full budget.
+const REFUND: &str = r#"
+local interval = tonumber(ARGV[1])
+local tat = tonumber(redis.call('GET', KEYS[1]))
+if not tat then return 0 end
+local time = redis.call('TIME')
+local now = tonumber(time[1]) * 1000 + math.floor(tonumber(time[2]) / 1000)
+local new_tat = tat - interval
+if new_tat <= now then
+  redis.call('DEL', KEYS[1])
+else
+  redis.call('SET', KEYS[1], new_tat, 'PX', new_tat - now + 1000)
+end
+return 1
+"#;
+
 /// How long a request waits for Redis before going through unchecked.
 const TIMEOUT: Duration = Duration::from_millis(250);
 /// How often to try connecting again while Redis is down.
@@ -39,6 +55,7 @@ const RECONNECT_EVERY: Duration = Duration::from_secs(1);
 pub struct RedisLimiter {
     client: redis::Client,
     script: Script,
+    refund: Script,
     settings: RateLimitSettings,
     connection: RwLock<Option<ConnectionManager>>,
     /// When a connection was last attempted.
@@ -55,6 +72,7 @@ impl RedisLimiter {
         Ok(RedisLimiter {
             client,
             script: Script::new(GCRA),
+            refund: Script::new(REFUND),
             settings: settings.clone(),
             connection: RwLock::new(None),
             last_connect: Mutex::new(None),
@@ -137,16 +155,25 @@ impl RedisLimiter {
         false
     }
 
+    /// The budget of `policy`, milliseconds to regain one unit, and the key.
+    fn key(&self, policy: Policy, key: &str) -> (u32, u64, String) {
+        let limit = policy.per_minute(&self.settings).max(1);
+        let interval_ms = (60_000 / u64::from(limit)).max(1);
+        (
+            limit,
+            interval_ms,
+            format!("roster:rl:{}:{}", policy.name(), key),
+        )
+    }
+
     pub async fn check(&self, policy: Policy, key: &str) -> Option<Decision> {
         if self.backing_off() {
             return None;
         }
         let mut conn = self.connection().await?;
-        let limit = policy.per_minute(&self.settings).max(1);
-        let interval_ms = 60_000 / u64::from(limit);
-        let redis_key = format!("roster:rl:{}:{}", policy.name(), key);
+        let (limit, interval_ms, redis_key) = self.key(policy, key);
         let mut invocation = self.script.key(redis_key);
-        invocation.arg(interval_ms.max(1)).arg(limit);
+        invocation.arg(interval_ms).arg(limit);
         let call = invocation.invoke_async::<(i64, i64, i64, i64)>(&mut conn);
         match rocket::tokio::time::timeout(TIMEOUT, call).await {
             Ok(Ok((allowed, remaining, reset_ms, retry_ms))) => {
@@ -169,6 +196,26 @@ impl RedisLimiter {
                 self.failed("Redis did not answer in time".to_owned());
                 None
             }
+        }
+    }
+
+    /// Gives back one unit; when Redis cannot be reached, the unit stays
+    /// spent (the limit errs on the strict side).
+    pub async fn refund(&self, policy: Policy, key: &str) {
+        if self.backing_off() {
+            return;
+        }
+        let Some(mut conn) = self.connection().await else {
+            return;
+        };
+        let (_, interval_ms, redis_key) = self.key(policy, key);
+        let mut invocation = self.refund.key(redis_key);
+        invocation.arg(interval_ms);
+        let call = invocation.invoke_async::<i64>(&mut conn);
+        match rocket::tokio::time::timeout(TIMEOUT, call).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(err)) => self.failed(err.to_string()),
+            Err(_) => self.failed("Redis did not answer in time".to_owned()),
         }
     }
 

@@ -35,10 +35,15 @@ pub async fn login(
     credentials: Credentials,
 ) -> Result<Json<TokenResponse>, ApiError> {
     limits.check_username(&credentials.username).await?;
+    // Usernames are ASCII, and login folds ASCII case only: a name with any
+    // other letter (`İ`, the Kelvin sign) matches no user on any backend.
     // The connection goes back to the pool before bcrypt runs.
-    let user = {
-        let mut conn = db.acquire().await?;
-        users::find_by_username(conn.conn(), &credentials.username).await?
+    let user = match credentials.username.is_ascii() {
+        true => {
+            let mut conn = db.acquire().await?;
+            users::find_by_username(conn.conn(), &credentials.username).await?
+        }
+        false => None,
     };
     let user = match user {
         Some(user)
@@ -57,7 +62,9 @@ pub async fn login(
     if !user.is_active {
         return Err(ApiError::Forbidden("Account is inactive".into()));
     }
-    Ok(Json(start_session(db, keys, settings, &user).await?))
+    let tokens = start_session(db, keys, settings, &user).await?;
+    limits.login_succeeded(&credentials.username).await;
+    Ok(Json(tokens))
 }
 
 /// Exchange a refresh token for a new pair.

@@ -169,10 +169,11 @@ async fn a_trusted_proxy_is_believed_for_the_right_most_untrusted_hop() {
 
 #[rocket::async_test]
 async fn login_is_limited_per_username_across_addresses() {
+    // Five times the per-address budget: 15 failures.
     let app = TestApp::spawn_with(limits(100, 3, 100)).await;
     app.register("victim").await;
     let mut statuses = Vec::new();
-    for _ in 0..4 {
+    for _ in 0..16 {
         let body = json!({"username": "VICTIM", "password": "Wrong-passw0rd"});
         let reply = app
             .request_from(
@@ -185,11 +186,11 @@ async fn login_is_limited_per_username_across_addresses() {
             .await;
         statuses.push(reply.status);
     }
-    assert_eq!(statuses[..3], [Status::Unauthorized; 3]);
+    assert_eq!(statuses[..15], [Status::Unauthorized; 15]);
     assert_eq!(
-        statuses[3],
+        statuses[15],
         Status::TooManyRequests,
-        "a fourth address, the same account"
+        "a sixteenth address, the same account"
     );
     // Another account is not affected.
     app.register("bystander").await;

@@ -8,6 +8,7 @@ mod changes;
 mod cors;
 mod docs;
 mod errors;
+mod evasion;
 mod health;
 mod helpers;
 mod hostile;

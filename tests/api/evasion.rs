@@ -1,0 +1,256 @@
+//! Attacks on the rate limits: other spellings of a limited path, one
+//! address trying to lock a user out, and case games with the username.
+//! Each runs on both limiter backends (memory, and the shared Redis that CI
+//! checks, with client addresses of the test's own).
+
+use std::net::SocketAddr;
+
+use rocket::figment::Figment;
+use rocket::http::Status;
+use serde_json::{json, Value};
+
+use crate::helpers::{TestApp, PASSWORD};
+
+/// A client address of this test's own, so that runs sharing one Redis do
+/// not share budgets.
+fn client() -> SocketAddr {
+    let n = uuid::Uuid::new_v4().as_u128();
+    SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40000))
+}
+
+/// A username no other run uses (budgets per username live in Redis too).
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}{}",
+        &uuid::Uuid::new_v4().simple().to_string()[..10]
+    )
+}
+
+#[derive(Clone, Copy, Debug)]
+enum Backend {
+    Memory,
+    Redis,
+}
+
+const BACKENDS: [Backend; 2] = [Backend::Memory, Backend::Redis];
+
+fn limits(
+    backend: Backend,
+    per_minute: u32,
+    login: u32,
+    register: u32,
+) -> impl FnOnce(Figment) -> Figment {
+    move |f| {
+        let f = f
+            .merge(("rate_limit.per_minute", per_minute))
+            .merge(("rate_limit.login_per_minute", login))
+            .merge(("rate_limit.register_per_minute", register));
+        match backend {
+            Backend::Memory => f,
+            Backend::Redis => f
+                .merge(("rate_limit.backend", "redis"))
+                .merge(("rate_limit.redis_url", "redis://127.0.0.1:6379")),
+        }
+    }
+}
+
+/// `/api/v1/auth/login` as a client may spell it and Rocket still route it:
+/// doubled, leading and trailing slashes, percent-encoded letters.
+fn spellings(path: &str) -> Vec<String> {
+    let encode_first = |segment: &str| format!("%{:02X}{}", segment.as_bytes()[0], &segment[1..]);
+    let segments: Vec<&str> = path.trim_start_matches('/').split('/').collect();
+    let mut out = vec![
+        path.to_owned(),
+        format!("/{path}"),
+        format!("{path}/"),
+        format!("{path}//"),
+        format!("//{}//", segments.join("///")),
+        path.replacen('/', "//", 2),
+    ];
+    for i in 0..segments.len() {
+        let mut doubled = segments.clone();
+        let spaced = format!("/{}", doubled[i]);
+        doubled[i] = &spaced;
+        out.push(format!("/{}", doubled.join("/")));
+        let mut encoded: Vec<String> = segments.iter().map(|s| s.to_string()).collect();
+        encoded[i] = encode_first(segments[i]);
+        out.push(format!("/{}", encoded.join("/")));
+    }
+    let all_encoded: Vec<String> = segments
+        .iter()
+        .map(|s| s.bytes().map(|b| format!("%{b:02x}")).collect())
+        .collect();
+    out.push(format!("/{}", all_encoded.join("/")));
+    out
+}
+
+async fn post_from(app: &TestApp, from: SocketAddr, path: &str, body: &Value) -> Status {
+    app.request_from(Some(from), "POST", path, Some(body), &[])
+        .await
+        .status
+}
+
+#[rocket::async_test]
+async fn every_spelling_of_the_login_path_spends_the_login_budget() {
+    for backend in BACKENDS {
+        let app = TestApp::spawn_with(limits(backend, 1000, 2, 1000)).await;
+        // A name per attempt, so that only the per-address budget is at play.
+        let guess = || json!({"username": unique("nobody"), "password": "Wrong-passw0rd"});
+        for spelling in spellings("/api/v1/auth/login") {
+            let from = client();
+            let statuses = [
+                post_from(&app, from, &spelling, &guess()).await,
+                post_from(&app, from, &spelling, &guess()).await,
+                post_from(&app, from, &spelling, &guess()).await,
+            ];
+            assert_eq!(
+                statuses,
+                [
+                    Status::Unauthorized,
+                    Status::Unauthorized,
+                    Status::TooManyRequests
+                ],
+                "{backend:?}: {spelling}"
+            );
+        }
+        // One address mixing spellings shares one budget.
+        let from = client();
+        let bodies: Vec<Value> = spellings("/api/v1/auth/login")
+            .iter()
+            .map(|_| guess())
+            .collect();
+        let mixed: Vec<Status> = futures::future::join_all(
+            spellings("/api/v1/auth/login")
+                .iter()
+                .zip(&bodies)
+                .map(|(spelling, body)| post_from(&app, from, spelling, body)),
+        )
+        .await;
+        let through = mixed.iter().filter(|s| **s != Status::TooManyRequests);
+        assert_eq!(through.count(), 2, "{backend:?}: {mixed:?}");
+    }
+}
+
+#[rocket::async_test]
+async fn every_spelling_of_registration_and_of_other_routes_is_limited() {
+    for backend in BACKENDS {
+        let app = TestApp::spawn_with(limits(backend, 3, 1000, 2)).await;
+        for spelling in spellings("/api/v1/users") {
+            let from = client();
+            let mut statuses = Vec::new();
+            for _ in 0..3 {
+                let body = json!({
+                    "username": unique("u"),
+                    "email": format!("{}@example.com", unique("e")),
+                    "password": PASSWORD,
+                });
+                statuses.push(post_from(&app, from, &spelling, &body).await);
+            }
+            assert_eq!(
+                statuses,
+                [Status::Created, Status::Created, Status::TooManyRequests],
+                "{backend:?}: POST {spelling}"
+            );
+            // The general limit (3) on a read, from a fresh address.
+            let from = client();
+            let mut statuses = Vec::new();
+            for _ in 0..4 {
+                let reply = app
+                    .request_from(Some(from), "GET", &spelling, None, &[])
+                    .await;
+                statuses.push(reply.status);
+            }
+            assert_eq!(
+                statuses,
+                [
+                    Status::Unauthorized,
+                    Status::Unauthorized,
+                    Status::Unauthorized,
+                    Status::TooManyRequests
+                ],
+                "{backend:?}: GET {spelling}"
+            );
+        }
+    }
+}
+
+/// The scripted attack: 200 guesses at one account from one address,
+/// through every spelling of the path. Only the per-address budget reaches
+/// the password check, and the real user, elsewhere, signs in throughout.
+#[rocket::async_test]
+async fn two_hundred_guesses_from_one_address_reach_the_password_check_five_times() {
+    for backend in BACKENDS {
+        let app = TestApp::spawn_with(limits(backend, 1000, 5, 1000)).await;
+        let victim = unique("victim");
+        app.register(&victim).await;
+        let attacker = client();
+        let spellings = spellings("/api/v1/auth/login");
+        let mut checked = 0;
+        for attempt in 0..200 {
+            let spelling = &spellings[attempt % spellings.len()];
+            let guess = json!({"username": victim, "password": format!("Guess{attempt}x")});
+            let status = post_from(&app, attacker, spelling, &guess).await;
+            if status == Status::Unauthorized {
+                checked += 1;
+            } else {
+                assert_eq!(status, Status::TooManyRequests, "{backend:?}: {spelling}");
+            }
+            if attempt % 50 == 25 {
+                let real = json!({"username": victim, "password": PASSWORD});
+                let status = post_from(&app, client(), "/api/v1/auth/login", &real).await;
+                assert_eq!(status, Status::Ok, "{backend:?}: the user signs in");
+            }
+        }
+        assert_eq!(checked, 5, "{backend:?}: the per-address budget only");
+    }
+}
+
+#[rocket::async_test]
+async fn only_failed_logins_count_against_a_username() {
+    for backend in BACKENDS {
+        // login_per_minute = 1: one try per address, five failures per name.
+        let app = TestApp::spawn_with(limits(backend, 1000, 1, 1000)).await;
+        let name = unique("alice");
+        app.register(&name).await;
+        let right = json!({"username": name, "password": PASSWORD});
+        for _ in 0..8 {
+            let status = post_from(&app, client(), "/api/v1/auth/login", &right).await;
+            assert_eq!(status, Status::Ok, "{backend:?}: successes are free");
+        }
+        // Failures spelled in any ASCII case share one budget.
+        for case in 0..5 {
+            let spelled: String = name
+                .chars()
+                .enumerate()
+                .map(|(i, c)| match (i + case) % 2 {
+                    0 => c.to_ascii_uppercase(),
+                    _ => c,
+                })
+                .collect();
+            let wrong = json!({"username": spelled, "password": "Wrong-passw0rd"});
+            let status = post_from(&app, client(), "/api/v1/auth/login", &wrong).await;
+            assert_eq!(status, Status::Unauthorized, "{backend:?}: {spelled}");
+        }
+        let status = post_from(&app, client(), "/api/v1/auth/login", &right).await;
+        assert_eq!(
+            status,
+            Status::TooManyRequests,
+            "{backend:?}: five failures from five addresses spend the name's budget"
+        );
+    }
+}
+
+#[rocket::async_test]
+async fn a_username_with_a_non_ascii_letter_matches_no_user() {
+    let app = TestApp::spawn().await;
+    app.register("kate").await;
+    app.register("tim").await;
+    // U+212A KELVIN SIGN and U+0130 LATIN CAPITAL LETTER I WITH DOT ABOVE
+    // lower-case to `k` and `i` in Unicode.
+    for name in ["\u{212A}ate", "t\u{130}m", "T\u{130}M"] {
+        let body = json!({"username": name, "password": PASSWORD});
+        let reply = app.post("/api/v1/auth/login", &body).await;
+        assert_eq!(reply.status, Status::Unauthorized, "{name}: {}", reply.text);
+    }
+    assert_eq!(app.login("KATE", PASSWORD).await.status, Status::Ok);
+}

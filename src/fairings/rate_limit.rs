@@ -152,11 +152,33 @@ impl RateLimits<'_> {
     /// it back, so only failures count. The key folds ASCII case, as login
     /// matches names; a name with any other letter matches no user.
     pub async fn check_username(&self, username: &str) -> Result<(), ApiError> {
+        self.spend(Policy::LoginUsername, &username.to_ascii_lowercase())
+            .await
+    }
+
+    /// The password was right: the attempt [`Self::check_username`] spent
+    /// does not count against the user.
+    pub async fn login_succeeded(&self, username: &str) {
+        self.give_back(Policy::LoginUsername, &username.to_ascii_lowercase())
+            .await;
+    }
+
+    /// Spends one of user `id`'s budget of wrong current passwords before
+    /// the password is checked; [`Self::password_confirmed`] gives it back.
+    pub async fn check_password_attempt(&self, id: i64) -> Result<(), ApiError> {
+        self.spend(Policy::PasswordChange, &id.to_string()).await
+    }
+
+    pub async fn password_confirmed(&self, id: i64) {
+        self.give_back(Policy::PasswordChange, &id.to_string())
+            .await;
+    }
+
+    async fn spend(&self, policy: Policy, key: &str) -> Result<(), ApiError> {
         let Some(limiter) = self.limiter else {
             return Ok(());
         };
-        let key = username.to_ascii_lowercase();
-        match limiter.check(Policy::LoginUsername, &key).await {
+        match limiter.check(policy, key).await {
             Some(decision) => {
                 self.decisions.push(decision);
                 if decision.allowed() {
@@ -169,13 +191,9 @@ impl RateLimits<'_> {
         }
     }
 
-    /// The password was right: the attempt [`Self::check_username`] spent
-    /// does not count against the user.
-    pub async fn login_succeeded(&self, username: &str) {
+    async fn give_back(&self, policy: Policy, key: &str) {
         if let Some(limiter) = self.limiter {
-            limiter
-                .refund(Policy::LoginUsername, &username.to_ascii_lowercase())
-                .await;
+            limiter.refund(policy, key).await;
         }
     }
 }

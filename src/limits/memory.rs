@@ -8,12 +8,11 @@ use dashmap::DashMap;
 use super::{Decision, Policy};
 use crate::config::RateLimitSettings;
 
-const MINUTE_NS: u64 = 60_000_000_000;
-
 pub struct MemoryLimiter {
     /// What "now" is measured from, in nanoseconds.
     start: Instant,
-    limits: Vec<(Policy, u32)>,
+    /// Each policy's budget and the nanoseconds one unit takes to regain.
+    limits: Vec<(Policy, (u32, u64))>,
     tats: DashMap<(Policy, String), u64>,
 }
 
@@ -23,7 +22,11 @@ impl MemoryLimiter {
             start: Instant::now(),
             limits: Policy::ALL
                 .into_iter()
-                .map(|policy| (policy, policy.per_minute(settings).max(1)))
+                .map(|policy| {
+                    let (limit, period_ms) = policy.quota(settings);
+                    let interval = (period_ms * 1_000_000 / u64::from(limit)).max(1);
+                    (policy, (limit, interval))
+                })
                 .collect(),
             tats: DashMap::new(),
         }
@@ -35,12 +38,10 @@ impl MemoryLimiter {
 
     /// The budget of `policy` and the nanoseconds one unit takes to regain.
     fn limit(&self, policy: Policy) -> (u32, u64) {
-        let limit = self
-            .limits
+        self.limits
             .iter()
             .find(|(p, _)| *p == policy)
-            .map_or(1, |(_, limit)| *limit);
-        (limit, (MINUTE_NS / u64::from(limit)).max(1))
+            .map_or((1, 1), |(_, quota)| *quota)
     }
 
     pub fn check(&self, policy: Policy, key: &str) -> Decision {

@@ -26,14 +26,18 @@ pub enum Policy {
     LoginUsername,
     /// `POST /api/v1/users`, per client address.
     Register,
+    /// Wrong current passwords at `PUT /api/v1/users/me/password`, per
+    /// user: 5 in 15 minutes, so a stolen session is no password oracle.
+    PasswordChange,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 4] = [
+    pub const ALL: [Policy; 5] = [
         Policy::General,
         Policy::Login,
         Policy::LoginUsername,
         Policy::Register,
+        Policy::PasswordChange,
     ];
 
     fn name(self) -> &'static str {
@@ -42,16 +46,21 @@ impl Policy {
             Policy::Login => "login",
             Policy::LoginUsername => "login-user",
             Policy::Register => "register",
+            Policy::PasswordChange => "password",
         }
     }
 
-    fn per_minute(self, settings: &RateLimitSettings) -> u32 {
-        match self {
-            Policy::General => settings.per_minute,
-            Policy::Login => settings.login_per_minute,
-            Policy::LoginUsername => settings.login_per_minute.saturating_mul(5),
-            Policy::Register => settings.register_per_minute,
-        }
+    /// The budget, and the milliseconds in which all of it comes back.
+    fn quota(self, settings: &RateLimitSettings) -> (u32, u64) {
+        const MINUTE_MS: u64 = 60_000;
+        let (limit, period) = match self {
+            Policy::General => (settings.per_minute, MINUTE_MS),
+            Policy::Login => (settings.login_per_minute, MINUTE_MS),
+            Policy::LoginUsername => (settings.login_per_minute.saturating_mul(5), MINUTE_MS),
+            Policy::Register => (settings.register_per_minute, MINUTE_MS),
+            Policy::PasswordChange => (5, 15 * MINUTE_MS),
+        };
+        (limit.max(1), period)
     }
 }
 

@@ -157,8 +157,8 @@ impl RedisLimiter {
 
     /// The budget of `policy`, milliseconds to regain one unit, and the key.
     fn key(&self, policy: Policy, key: &str) -> (u32, u64, String) {
-        let limit = policy.per_minute(&self.settings).max(1);
-        let interval_ms = (60_000 / u64::from(limit)).max(1);
+        let (limit, period_ms) = policy.quota(&self.settings);
+        let interval_ms = (period_ms / u64::from(limit)).max(1);
         (
             limit,
             interval_ms,

@@ -15,6 +15,7 @@ use crate::domain::user::{UserResponse, UserUpdate};
 use crate::domain::Password;
 use crate::error::ApiError;
 use crate::extract::ValidJson;
+use crate::fairings::rate_limit::RateLimits;
 
 /// The signed-in user.
 #[openapi(tag = "Me")]
@@ -38,21 +39,29 @@ pub async fn patch_me(
 }
 
 /// Change one's own password; every session of the user ends.
+///
+/// A wrong current password is 400 (the session itself is fine); after 5
+/// wrong ones in 15 minutes the user gets 429 until one comes back.
 #[openapi(tag = "Me")]
 #[put("/users/me/password", data = "<body>")]
 pub async fn change_password(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    limits: RateLimits<'_>,
     auth: AuthUser,
     body: ValidJson<ChangePasswordRequest>,
 ) -> Result<NoContent, ApiError> {
     let body = body.into_inner();
+    limits.check_password_attempt(auth.id()).await?;
     if !hasher
         .verify(&body.current_password, &auth.user.password_hash)
         .await?
     {
-        return Err(ApiError::Unauthorized("Incorrect password".into()));
+        return Err(ApiError::BadRequest(
+            "The current password is not correct".into(),
+        ));
     }
+    limits.password_confirmed(auth.id()).await;
     let update = UserUpdate {
         password: Some(Password::parse(body.new_password)?),
         ..UserUpdate::default()

@@ -10,6 +10,7 @@ use rocket::http::Status;
 use serde_json::{json, Value};
 
 use crate::helpers::{TestApp, PASSWORD};
+use crate::limits::PrivateRedis;
 
 /// A client address of this test's own, so that runs sharing one Redis do
 /// not share budgets.
@@ -253,4 +254,73 @@ async fn a_username_with_a_non_ascii_letter_matches_no_user() {
         assert_eq!(reply.status, Status::Unauthorized, "{name}: {}", reply.text);
     }
     assert_eq!(app.login("KATE", PASSWORD).await.status, Status::Ok);
+}
+
+/// A stolen session is no password oracle: a wrong current password is 400
+/// and the sixth in 15 minutes is 429, the right one included; right ones
+/// do not count.
+#[rocket::async_test]
+async fn wrong_current_passwords_are_throttled_per_user() {
+    for backend in BACKENDS {
+        // Budgets are per user id, and every test database has a user 1: a
+        // Redis of this test's own keeps other runs' budgets out.
+        let redis = PrivateRedis::start();
+        let url = redis.url();
+        let app = TestApp::spawn_with(move |f| {
+            limits(backend, 1000, 1000, 1000)(f).merge(("rate_limit.redis_url", url))
+        })
+        .await;
+        let name = unique("alice");
+        let alice = app.user(&name).await;
+        let change =
+            |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+        let path = "/api/v1/users/me/password";
+        // A right one first, then back: neither counts.
+        let mut password = PASSWORD.to_owned();
+        let mut session = alice.clone();
+        for next in ["N3w-password", "Th1rd-password"] {
+            let reply = app.put_as(&session, path, &change(&password, next)).await;
+            assert_eq!(
+                reply.status,
+                Status::NoContent,
+                "{backend:?}: {}",
+                reply.text
+            );
+            password = next.to_owned();
+            session = app.sign_in_with(&name, &password).await;
+        }
+        for attempt in 0..5 {
+            let reply = app
+                .put_as(
+                    &session,
+                    path,
+                    &change(&format!("Wrong{attempt}pass"), "N3w-password"),
+                )
+                .await;
+            assert_eq!(
+                reply.status,
+                Status::BadRequest,
+                "{backend:?}: {}",
+                reply.text
+            );
+        }
+        for current in ["Wrong9pass", password.as_str()] {
+            let reply = app
+                .put_as(&session, path, &change(current, "N3w-password"))
+                .await;
+            assert_eq!(reply.status, Status::TooManyRequests, "{backend:?}");
+            assert!(reply.header("Retry-After").is_some());
+        }
+        assert_eq!(
+            app.get_as(&session, "/api/v1/users/me").await.status,
+            Status::Ok,
+            "{backend:?}: the session still works"
+        );
+        // Another user is not affected.
+        let bob = app.user(&unique("bob")).await;
+        let reply = app
+            .put_as(&bob, path, &change("Wrong1pass", "N3w-password"))
+            .await;
+        assert_eq!(reply.status, Status::BadRequest, "{backend:?}");
+    }
 }

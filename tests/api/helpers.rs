@@ -231,22 +231,22 @@ impl TestApp {
 
     /// Logs `username` in with the test password.
     pub async fn sign_in(&self, username: &str) -> TestUser {
-        let reply = self.login(username, PASSWORD).await;
+        self.sign_in_with(username, PASSWORD).await
+    }
+
+    /// Logs `username` in with `password`.
+    pub async fn sign_in_with(&self, username: &str, password: &str) -> TestUser {
+        let reply = self.login(username, password).await;
         assert_eq!(reply.status, Status::Ok, "login {username}: {}", reply.text);
+        let token = reply.body["access_token"].as_str().unwrap().to_owned();
         let me = self
-            .request(
-                "GET",
-                "/api/v1/users/me",
-                None,
-                &[(
-                    "Authorization",
-                    &format!("Bearer {}", reply.body["access_token"].as_str().unwrap()),
-                )],
-            )
+            .req("GET", "/api/v1/users/me")
+            .header("Authorization", &format!("Bearer {token}"))
+            .send()
             .await;
         TestUser {
             id: me.body["id"].as_i64().expect("id"),
-            token: reply.body["access_token"].as_str().unwrap().to_owned(),
+            token,
             refresh: reply.body["refresh_token"].as_str().unwrap().to_owned(),
         }
     }

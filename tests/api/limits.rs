@@ -231,13 +231,13 @@ async fn login_from_one_address_has_its_own_stricter_limit() {
 }
 
 /// A Redis server of this test's own, on a free port.
-struct PrivateRedis {
+pub(crate) struct PrivateRedis {
     child: Child,
     port: u16,
 }
 
 impl PrivateRedis {
-    fn start() -> PrivateRedis {
+    pub(crate) fn start() -> PrivateRedis {
         let port = free_port();
         let child = Command::new("redis-server")
             .args([
@@ -261,7 +261,7 @@ impl PrivateRedis {
         PrivateRedis { child, port }
     }
 
-    fn url(&self) -> String {
+    pub(crate) fn url(&self) -> String {
         format!("redis://127.0.0.1:{}", self.port)
     }
 

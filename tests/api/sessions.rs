@@ -201,7 +201,18 @@ async fn changing_the_password_needs_the_current_one_and_ends_every_session() {
             &json!({"current_password": "Wrong1pass", "new_password": "N3w-password"}),
         )
         .await;
-    assert_eq!(wrong.status, Status::Unauthorized);
+    assert_eq!(
+        (wrong.status, wrong.body),
+        (
+            Status::BadRequest,
+            json!({"detail": "The current password is not correct"})
+        ),
+        "not 401: the session is fine"
+    );
+    assert_eq!(
+        app.get_as(&alice, "/api/v1/users/me").await.status,
+        Status::Ok
+    );
     let weak = app
         .put_as(
             &alice,

@@ -3,13 +3,17 @@
 
 use crate::auth::tokens::{hash_refresh_token, new_refresh_token, TokenKeys};
 use crate::config::Settings;
-use crate::db::users::UserRecord;
+use crate::db::users::{self, UserRecord};
 use crate::db::{now, sessions, DbPool, Tx};
 use crate::domain::auth::TokenResponse;
 use crate::error::ApiError;
 
-/// Starts a session for `user`: a refresh token stored as a hash, and an
-/// access token naming the session.
+/// The answer to every login that fails, whatever the reason.
+pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
+
+/// Starts a session for `user`, as the password check saw it: a refresh
+/// token stored as a hash, and an access token naming the session. 401 when
+/// the user changed since (password, status, sessions ended) or is gone.
 pub async fn start_session(
     db: &DbPool,
     keys: &TokenKeys,
@@ -18,7 +22,15 @@ pub async fn start_session(
 ) -> Result<TokenResponse, ApiError> {
     let session_id = uuid::Uuid::new_v4().to_string();
     let mut tx = db.begin().await?;
-    sessions::create(tx.conn(), &session_id, user.id, now()).await?;
+    // Held until commit: a password change, deactivation, deletion or
+    // logout of every session either finished before (and the check below
+    // sees it) or waits, then ends this session too.
+    users::lock(tx.conn(), user.id).await?;
+    let opened =
+        sessions::create(tx.conn(), &session_id, user.id, user.token_version, now()).await?;
+    if !opened {
+        return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+    }
     let refresh_token = add_refresh_token(&mut tx, &session_id, settings).await?;
     tx.commit().await?;
     issue(keys, user, &session_id, refresh_token)

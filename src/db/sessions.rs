@@ -24,15 +24,29 @@ pub struct AuthRecord {
     pub session_live: bool,
 }
 
+/// Opens session `id` for user `user_id`, only while the user is active and
+/// its token version is still `token_version` (the one the password check
+/// saw). False when it is not, or the user is gone: the caller's check is
+/// stale. Run it in a transaction that holds the user ([`super::users::lock`]).
 pub async fn create(
     conn: Conn<'_>,
     id: &str,
     user_id: i64,
+    token_version: i64,
     now: OffsetDateTime,
-) -> Result<(), DbError> {
-    const SQL: &str = "INSERT INTO sessions (id, user_id, created_at) VALUES ($1, $2, $3)";
-    on_conn!(conn, c => sqlx::query(SQL).bind(id).bind(user_id).bind(now).execute(c).await.map(drop))?;
-    Ok(())
+) -> Result<bool, DbError> {
+    const SQL: &str = "INSERT INTO sessions (id, user_id, created_at) \
+                       SELECT $1, id, $3 FROM users \
+                       WHERE id = $2 AND token_version = $4 AND is_active";
+    let rows = on_conn!(conn, c => sqlx::query(SQL)
+        .bind(id)
+        .bind(user_id)
+        .bind(now)
+        .bind(token_version)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(rows == 1)
 }
 
 pub async fn add_refresh_token(

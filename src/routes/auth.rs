@@ -6,7 +6,7 @@ use rocket::State;
 use rocket_okapi::openapi;
 
 use crate::auth::password::PasswordHasher;
-use crate::auth::sessions::{add_refresh_token, issue, start_session};
+use crate::auth::sessions::{add_refresh_token, issue, start_session, BAD_CREDENTIALS};
 use crate::auth::tokens::{hash_refresh_token, TokenKeys};
 use crate::auth::AuthUser;
 use crate::config::Settings;
@@ -16,8 +16,6 @@ use crate::domain::auth::{LogoutRequest, RefreshRequest, TokenResponse};
 use crate::error::ApiError;
 use crate::extract::{Credentials, LogoutQuery, OptionalJson, ValidJson, ValidQuery};
 use crate::fairings::rate_limit::RateLimits;
-
-const BAD_CREDENTIALS: &str = "Incorrect username or password";
 
 /// Sign in with a username (any case) and password.
 ///

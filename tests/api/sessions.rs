@@ -5,7 +5,7 @@ use rocket::http::{ContentType, Status};
 use serde_json::json;
 
 use crate::auth::{decode_unverified, me};
-use crate::helpers::{TestApp, PASSWORD};
+use crate::helpers::{TestApp, TestUser, PASSWORD};
 
 #[rocket::async_test]
 async fn refresh_rotates_and_reuse_revokes_the_whole_family() {
@@ -293,4 +293,82 @@ async fn two_concurrent_refreshes_of_one_token_never_both_succeed() {
     let ok = statuses.iter().filter(|s| **s == Status::Ok).count();
     assert!(ok <= 1, "{statuses:?}");
     assert!(statuses.contains(&Status::Unauthorized), "{statuses:?}");
+}
+
+/// Logins with the old password fired around a password change: whatever
+/// each answered, none of their sessions works once the change is done.
+#[rocket::async_test]
+async fn no_login_racing_a_password_change_opens_a_working_session() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let logins = (0..40).map(|_| async {
+        let reply = app.login("alice", PASSWORD).await;
+        finished.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        reply
+    });
+    let change = async {
+        // The change starts once a first login is through, with the rest
+        // in flight around it.
+        while finished.load(std::sync::atomic::Ordering::SeqCst) == 0 {
+            rocket::tokio::time::sleep(std::time::Duration::from_millis(1)).await;
+        }
+        app.put_as(
+            &alice,
+            "/api/v1/users/me/password",
+            &json!({"current_password": PASSWORD, "new_password": "N3w-password"}),
+        )
+        .await
+    };
+    let (replies, changed) = rocket::tokio::join!(futures::future::join_all(logins), change);
+    assert_eq!(changed.status, Status::NoContent, "{}", changed.text);
+    let mut opened = 0;
+    for reply in replies {
+        match reply.status.code {
+            200 => {
+                opened += 1;
+                let session = TestUser {
+                    id: alice.id,
+                    token: reply.body["access_token"].as_str().unwrap().to_owned(),
+                    refresh: reply.body["refresh_token"].as_str().unwrap().to_owned(),
+                };
+                app.assert_signed_out(&session).await;
+            }
+            401 => {}
+            other => panic!("a login answered {other}: {}", reply.text),
+        }
+    }
+    assert!(opened > 0, "some logins finished before the change");
+}
+
+/// A login racing the deletion of its user is 401, never 500.
+#[rocket::async_test]
+async fn a_login_racing_the_deletion_of_its_user_is_401() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("root").await;
+    for round in 0..5 {
+        let name = format!("gone{round}");
+        let user = app.user(&name).await;
+        let logins = (0..10).map(|_| app.login(&name, PASSWORD));
+        let path = format!("/api/v1/users/{}", user.id);
+        let delete = app.delete_as(&admin, &path);
+        let (replies, deleted) = rocket::tokio::join!(futures::future::join_all(logins), delete);
+        assert_eq!(deleted.status, Status::NoContent);
+        for reply in replies {
+            assert!(
+                [200, 401].contains(&reply.status.code),
+                "{}: {}",
+                reply.status,
+                reply.text
+            );
+            if reply.status == Status::Ok {
+                let session = TestUser {
+                    id: user.id,
+                    token: reply.body["access_token"].as_str().unwrap().to_owned(),
+                    refresh: reply.body["refresh_token"].as_str().unwrap().to_owned(),
+                };
+                app.assert_signed_out(&session).await;
+            }
+        }
+    }
 }

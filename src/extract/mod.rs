@@ -13,7 +13,7 @@ pub use multipart::MultipartBody;
 pub use path::{Id, UploadId};
 pub use query::form_errors;
 pub(crate) use query::{default_limit, default_skip};
-pub use query::{Flag, LogoutQuery, Paging, ValidQuery, DEFAULT_LIMIT};
+pub use query::{Flag, LogoutQuery, Paging, ValidQuery, DEFAULT_LIMIT, MAX_SKIP};
 
 use rocket_okapi::okapi::openapi3::{Object, Parameter, ParameterValue};
 use rocket_okapi::okapi::schemars::schema::SchemaObject;

@@ -132,13 +132,14 @@ fn describe(err: &form::Error<'_>) -> (ErrorType, String) {
     }
 }
 
-/// Paging by offset: `skip` ≥ 0, `limit` 1–100 (default 10).
+/// Paging by offset: `skip` 0–10000, `limit` 1–100 (default 10). Deeper
+/// pages are v2's cursor.
 #[derive(Debug, Clone, Copy, FromForm, JsonSchema, Validate)]
 pub struct Paging {
-    /// How many items to skip.
+    /// How many items to skip, 0–10000 (deeper: `GET /api/v2/users`).
     #[field(default = 0)]
-    #[validate(range(min = 0))]
-    #[schemars(range(min = 0))]
+    #[validate(range(min = 0, max = MAX_SKIP))]
+    #[schemars(range(min = 0, max = 10000))]
     #[serde(default = "default_skip")]
     pub skip: i64,
     /// How many items to return, 1–100.
@@ -148,6 +149,10 @@ pub struct Paging {
     #[serde(default = "default_limit")]
     pub limit: i64,
 }
+
+/// The deepest offset a v1 list or search takes: an offset costs the
+/// database every row it skips.
+pub const MAX_SKIP: i64 = 10_000;
 
 /// A page's size when the query gives none.
 pub const DEFAULT_LIMIT: i64 = 10;

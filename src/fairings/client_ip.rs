@@ -43,7 +43,7 @@ impl TrustedProxies {
             .map(str::trim)
             .collect();
         for hop in hops.iter().rev() {
-            match hop.parse::<IpAddr>() {
+            match parse_hop(hop) {
                 Ok(ip) if self.trusts(ip) => continue,
                 Ok(ip) => return Some(canonical(ip)),
                 // Garbage where an address should be: the last trusted hop
@@ -52,6 +52,33 @@ impl TrustedProxies {
             }
         }
         Some(peer)
+    }
+}
+
+/// An `X-Forwarded-For` entry: an address, or one with a port as some
+/// proxies write them (`1.2.3.4:5678`, `[2001:db8::1]:5678`).
+fn parse_hop(hop: &str) -> Result<IpAddr, std::net::AddrParseError> {
+    hop.parse::<IpAddr>()
+        .or_else(|_| hop.parse::<std::net::SocketAddr>().map(|addr| addr.ip()))
+        .or_else(|err| {
+            // `[2001:db8::1]` without a port.
+            hop.strip_prefix('[')
+                .and_then(|rest| rest.strip_suffix(']'))
+                .ok_or(err)?
+                .parse::<IpAddr>()
+        })
+}
+
+/// The key a client's budget is counted under: its IPv4 address, or the /64
+/// of its IPv6 address (one host holds a whole /64, so counting per address
+/// would give it 2^64 budgets).
+pub fn rate_limit_key(ip: IpAddr) -> String {
+    match canonical(ip) {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => {
+            let s = v6.segments();
+            format!("{:x}:{:x}:{:x}:{:x}::/64", s[0], s[1], s[2], s[3])
+        }
     }
 }
 
@@ -77,5 +104,30 @@ mod tests {
         assert!(!proxies.trusts("192.168.1.2".parse().unwrap()));
         assert!(proxies.trusts("::ffff:10.0.0.1".parse().unwrap()));
         assert!(TrustedProxies::parse(&["nope".into()]).is_err());
+    }
+
+    #[test]
+    fn forwarded_entries_with_ports_parse() {
+        for (hop, ip) in [
+            ("1.2.3.4", "1.2.3.4"),
+            ("1.2.3.4:5678", "1.2.3.4"),
+            ("2001:db8::1", "2001:db8::1"),
+            ("[2001:db8::1]:5678", "2001:db8::1"),
+            ("[2001:db8::1]", "2001:db8::1"),
+        ] {
+            assert_eq!(parse_hop(hop), Ok(ip.parse().unwrap()), "{hop}");
+        }
+        for garbage in ["", "unknown", "1.2.3.4:", "[1.2.3.4", "1.2.3.4:99999"] {
+            assert!(parse_hop(garbage).is_err(), "{garbage}");
+        }
+    }
+
+    #[test]
+    fn ipv6_clients_are_keyed_per_64_and_ipv4_per_address() {
+        let key = |ip: &str| rate_limit_key(ip.parse().unwrap());
+        assert_eq!(key("2001:db8:1:2::1"), key("2001:db8:1:2:ffff:1:2:3"));
+        assert_ne!(key("2001:db8:1:2::1"), key("2001:db8:1:3::1"));
+        assert_eq!(key("::ffff:1.2.3.4"), "1.2.3.4");
+        assert_ne!(key("1.2.3.4"), key("1.2.3.5"));
     }
 }

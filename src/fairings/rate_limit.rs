@@ -96,7 +96,7 @@ impl Fairing for RateLimitFairing {
         let client = self
             .proxies
             .client_ip(request)
-            .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string());
+            .map_or_else(|| "unknown".to_owned(), super::client_ip::rate_limit_key);
         let mut policies = vec![Policy::General];
         if request.method() == Method::Post {
             if path == LOGIN_PATH {

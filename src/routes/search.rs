@@ -53,10 +53,10 @@ pub struct SearchQuery {
     #[validate(length(max = 1000), custom(function = "valid_search_text"))]
     #[schemars(length(max = 1000), regex(pattern = r"^\s*\S([\s\S]{0,98}\S)?\s*$"))]
     pub query: String,
-    /// How many matches to skip.
+    /// How many matches to skip, 0–10000.
     #[field(default = 0)]
-    #[validate(range(min = 0))]
-    #[schemars(range(min = 0))]
+    #[validate(range(min = 0, max = crate::extract::MAX_SKIP))]
+    #[schemars(range(min = 0, max = 10000))]
     #[serde(default = "crate::extract::default_skip")]
     pub skip: i64,
     /// How many matches to return, 1–100.

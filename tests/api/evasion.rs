@@ -324,3 +324,76 @@ async fn wrong_current_passwords_are_throttled_per_user() {
         assert_eq!(reply.status, Status::BadRequest, "{backend:?}");
     }
 }
+
+/// Behind a trusted proxy, `X-Forwarded-For` entries with ports name their
+/// clients (they fell back to the proxy's own address, one budget for all).
+#[rocket::async_test]
+async fn forwarded_addresses_with_ports_are_their_clients() {
+    for backend in BACKENDS {
+        let proxy = client();
+        let proxy_ip = proxy.ip().to_string();
+        let app = TestApp::spawn_with(move |f| {
+            limits(backend, 2, 1000, 1000)(f).merge(("trusted_proxies", vec![proxy_ip]))
+        })
+        .await;
+        let n = uuid::Uuid::new_v4().as_u128();
+        let v4 = format!("172.{}.{}.{}", (n >> 8) as u8, (n >> 16) as u8, n as u8);
+        let v6 = format!("[2001:db8:{:x}::7]", n as u16);
+        let app = &app;
+        let get = |forwarded: String| async move {
+            app.request_from(
+                Some(proxy),
+                "GET",
+                "/api/v1/users",
+                None,
+                &[("X-Forwarded-For", &forwarded)],
+            )
+            .await
+            .status
+        };
+        assert_eq!(get(format!("{v4}:1111")).await, Status::Unauthorized);
+        assert_eq!(get(format!("{v4}:2222")).await, Status::Unauthorized);
+        assert_eq!(
+            get(format!("{v6}:3333")).await,
+            Status::Unauthorized,
+            "{backend:?}: another client, its own budget"
+        );
+        assert_eq!(
+            get(format!("{v4}:4444")).await,
+            Status::TooManyRequests,
+            "{backend:?}: one client whatever its port"
+        );
+    }
+}
+
+/// An IPv6 client is counted per /64: a host holds a whole one.
+#[rocket::async_test]
+async fn ipv6_clients_share_the_budget_of_their_64() {
+    for backend in BACKENDS {
+        let app = TestApp::spawn_with(limits(backend, 2, 1000, 1000)).await;
+        let n = uuid::Uuid::new_v4().as_u128() as u16;
+        let from = |net: u16, host: u16| -> SocketAddr {
+            format!("[2001:db8:{n:x}:{net:x}::{host:x}]:40000")
+                .parse()
+                .unwrap()
+        };
+        let app = &app;
+        let get = |addr: SocketAddr| async move {
+            app.request_from(Some(addr), "GET", "/api/v1/users", None, &[])
+                .await
+                .status
+        };
+        assert_eq!(get(from(1, 1)).await, Status::Unauthorized);
+        assert_eq!(get(from(1, 2)).await, Status::Unauthorized);
+        assert_eq!(
+            get(from(1, 3)).await,
+            Status::TooManyRequests,
+            "{backend:?}: the third address of one /64"
+        );
+        assert_eq!(
+            get(from(2, 1)).await,
+            Status::Unauthorized,
+            "{backend:?}: another /64"
+        );
+    }
+}

@@ -155,6 +155,7 @@ async fn bad_search_queries_are_422() {
         ),
         ("?query=a&limit=0", "query.limit", "greater_than_equal"),
         ("?query=a&skip=-1", "query.skip", "greater_than_equal"),
+        ("?query=a&skip=10001", "query.skip", "less_than_equal"),
     ];
     for (query, field, kind) in cases {
         let reply = app

@@ -71,3 +71,25 @@ pub fn issue(
         refresh_token,
     })
 }
+
+/// A new token pair as the response body, never to be kept by a cache:
+/// `Cache-Control: no-store` and `Pragma: no-cache` (RFC 6749, 5.1).
+pub struct IssuedTokens(pub TokenResponse);
+
+impl<'r> rocket::response::Responder<'r, 'static> for IssuedTokens {
+    fn respond_to(self, request: &'r rocket::Request<'_>) -> rocket::response::Result<'static> {
+        let mut response = rocket::serde::json::Json(self.0).respond_to(request)?;
+        response.set_raw_header("Cache-Control", "no-store");
+        response.set_raw_header("Pragma", "no-cache");
+        Ok(response)
+    }
+}
+
+/// Documented as the JSON body it is.
+impl rocket_okapi::response::OpenApiResponderInner for IssuedTokens {
+    fn responses(
+        gen: &mut rocket_okapi::gen::OpenApiGenerator,
+    ) -> rocket_okapi::Result<rocket_okapi::okapi::openapi3::Responses> {
+        <rocket::serde::json::Json<TokenResponse>>::responses(gen)
+    }
+}

@@ -3,7 +3,7 @@
 
 use rocket::data::{Data, FromData, Outcome};
 use rocket::form::{Form, Lenient};
-use rocket::http::ContentType;
+use rocket::http::{ContentType, RawStr};
 use rocket::request::Request;
 use rocket_okapi::gen::OpenApiGenerator;
 use rocket_okapi::okapi::openapi3::{MediaType, RequestBody};
@@ -50,6 +50,17 @@ async fn read_credentials(req: &Request<'_>, data: Data<'_>) -> Result<Credentia
                     "The form is not valid UTF-8",
                 )
             })?;
+            // Lenient would take one of two `username`s silently: a form
+            // that says a field twice is refused instead.
+            let mut seen = std::collections::HashSet::new();
+            let twice = Form::values(text)
+                .map(|field| RawStr::new(field.name.source().as_str()).url_decode_lossy())
+                .find(|name| !seen.insert(name.to_string()));
+            if let Some(name) = twice {
+                return Err(ApiError::BadRequest(format!(
+                    "The form gives the field {name:?} more than once"
+                )));
+            }
             let form = Form::<Lenient<LoginForm>>::parse(text)
                 .map_err(|errors| ApiError::Validation(form_errors("body", &errors)))?
                 .into_inner();

@@ -136,7 +136,7 @@ fn describe(err: &form::Error<'_>) -> (ErrorType, String) {
 /// pages are v2's cursor.
 #[derive(Debug, Clone, Copy, FromForm, JsonSchema, Validate)]
 pub struct Paging {
-    /// How many items to skip, 0–10000 (deeper: `GET /api/v2/users`).
+    /// How many items to skip, 0–10000.
     #[field(default = 0)]
     #[validate(range(min = 0, max = MAX_SKIP))]
     #[schemars(range(min = 0, max = 10000))]

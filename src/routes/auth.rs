@@ -1,18 +1,19 @@
 //! `/api/v1/auth`: login, token refresh, logout.
 
 use rocket::response::status::NoContent;
-use rocket::serde::json::Json;
 use rocket::State;
 use rocket_okapi::openapi;
 
 use crate::auth::password::PasswordHasher;
-use crate::auth::sessions::{add_refresh_token, issue, start_session, BAD_CREDENTIALS};
+use crate::auth::sessions::{
+    add_refresh_token, issue, start_session, IssuedTokens, BAD_CREDENTIALS,
+};
 use crate::auth::tokens::{hash_refresh_token, TokenKeys};
 use crate::auth::AuthUser;
 use crate::config::Settings;
 use crate::db::users;
 use crate::db::{now, sessions, Db};
-use crate::domain::auth::{LogoutRequest, RefreshRequest, TokenResponse};
+use crate::domain::auth::{LogoutRequest, RefreshRequest};
 use crate::error::ApiError;
 use crate::extract::{Credentials, LogoutQuery, OptionalJson, ValidJson, ValidQuery};
 use crate::fairings::rate_limit::RateLimits;
@@ -31,7 +32,7 @@ pub async fn login(
     settings: &State<Settings>,
     limits: RateLimits<'_>,
     credentials: Credentials,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<IssuedTokens, ApiError> {
     limits.check_username(&credentials.username).await?;
     // Usernames are ASCII, and login folds ASCII case only: a name with any
     // other letter (`İ`, the Kelvin sign) matches no user on any backend.
@@ -62,7 +63,7 @@ pub async fn login(
     }
     let tokens = start_session(db, keys, settings, &user).await?;
     limits.login_succeeded(&credentials.username).await;
-    Ok(Json(tokens))
+    Ok(IssuedTokens(tokens))
 }
 
 /// Exchange a refresh token for a new pair.
@@ -76,7 +77,7 @@ pub async fn refresh(
     keys: &State<TokenKeys>,
     settings: &State<Settings>,
     body: ValidJson<RefreshRequest>,
-) -> Result<Json<TokenResponse>, ApiError> {
+) -> Result<IssuedTokens, ApiError> {
     let token_hash = hash_refresh_token(&body.into_inner().refresh_token);
     let invalid = || ApiError::Unauthorized("Invalid refresh token".into());
     let now = now();
@@ -103,7 +104,12 @@ pub async fn refresh(
         .ok_or_else(invalid)?;
     let refresh_token = add_refresh_token(&mut tx, &record.session_id, settings).await?;
     tx.commit().await?;
-    Ok(Json(issue(keys, &user, &record.session_id, refresh_token)?))
+    Ok(IssuedTokens(issue(
+        keys,
+        &user,
+        &record.session_id,
+        refresh_token,
+    )?))
 }
 
 /// Sign out: end this session (or the one of `refresh_token`), or with

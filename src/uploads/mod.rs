@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
 
 /// The longest stored file name, in bytes.
@@ -101,8 +102,16 @@ pub fn safe_filename(raw: Option<&str>) -> String {
         .rsplit(['/', '\\'])
         .next()
         .unwrap_or_default();
+    // Controls and format characters go: bidi overrides (`U+202E`) make
+    // `exe.txt` display as `txt.exe`, zero-width ones hide in plain sight.
+    let visible = |c: &char| {
+        !matches!(
+            c.general_category(),
+            GeneralCategory::Control | GeneralCategory::Format
+        )
+    };
     let mut name = String::new();
-    for c in base.chars().filter(|c| !c.is_control()) {
+    for c in base.chars().filter(visible) {
         if name.len() + c.len_utf8() > MAX_FILENAME_BYTES {
             break;
         }
@@ -160,6 +169,9 @@ mod tests {
             (Some(""), "file"),
             (None, "file"),
             (Some("naïve résumé.txt"), "naïve résumé.txt"),
+            (Some("invoice\u{202E}fdp.exe"), "invoicefdp.exe"),
+            (Some("a\u{200B}b\u{2066}c\u{FEFF}d\u{AD}e"), "abcde"),
+            (Some("\u{200D}\u{200E}"), "file"),
         ];
         for (raw, expected) in cases {
             assert_eq!(safe_filename(raw), expected, "{raw:?}");

@@ -1,8 +1,8 @@
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
-use rocket::http::{ContentType, Status};
+use rocket::http::Status;
 use serde_json::{json, Value};
 
-use crate::helpers::{read, Reply, TestApp, TestUser, PASSWORD};
+use crate::helpers::{Reply, TestApp, TestUser, PASSWORD};
 
 pub(crate) fn now() -> i64 {
     time::OffsetDateTime::now_utc().unix_timestamp()
@@ -38,12 +38,12 @@ pub(crate) async fn me(app: &TestApp, authorization: &str) -> Reply {
 }
 
 pub(crate) async fn form_login(app: &TestApp, form: &str) -> Reply {
-    let req = app
-        .client
-        .post("/api/v1/auth/login")
-        .header(ContentType::Form)
-        .body(form);
-    read(req.dispatch().await).await
+    app.post_raw(
+        "/api/v1/auth/login",
+        Some("application/x-www-form-urlencoded"),
+        form.as_bytes(),
+    )
+    .await
 }
 
 #[rocket::async_test]
@@ -199,4 +199,50 @@ async fn a_password_of_exactly_72_bytes_works_and_one_byte_more_never_matches() 
         app.login("alice", shorter).await.status,
         Status::Unauthorized
     );
+}
+
+#[rocket::async_test]
+async fn a_login_form_that_gives_a_field_twice_is_400() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    app.register("bob").await;
+    for form in [
+        "username=alice&username=bob&password=Passw0rd1",
+        "username=alice&password=Passw0rd1&password=Wrong",
+        "user%6Eame=bob&username=alice&password=Passw0rd1",
+        "grant_type=password&grant_type=password&username=alice&password=Passw0rd1",
+    ] {
+        let reply = form_login(&app, form).await;
+        assert_eq!(reply.status, Status::BadRequest, "{form}: {}", reply.text);
+        assert!(reply.body["detail"]
+            .as_str()
+            .unwrap()
+            .contains("more than once"));
+    }
+    let ok = form_login(&app, "username=alice&password=Passw0rd1").await;
+    assert_eq!(ok.status, Status::Ok);
+}
+
+/// Responses that carry tokens are never kept by a cache (RFC 6749, 5.1).
+#[rocket::async_test]
+async fn responses_carrying_tokens_are_not_stored() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let login = app.login("alice", PASSWORD).await;
+    let form = form_login(&app, "username=alice&password=Passw0rd1").await;
+    let refresh = app
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": login.body["refresh_token"]}),
+        )
+        .await;
+    for (what, reply) in [
+        ("login", &login),
+        ("form login", &form),
+        ("refresh", &refresh),
+    ] {
+        assert_eq!(reply.status, Status::Ok, "{what}");
+        assert_eq!(reply.header("Cache-Control"), Some("no-store"), "{what}");
+        assert_eq!(reply.header("Pragma"), Some("no-cache"), "{what}");
+    }
 }

@@ -130,3 +130,35 @@ async fn every_response_carries_a_request_id_and_security_headers() {
         .to_owned();
     assert_ne!(first, second);
 }
+
+/// Rocket would turn a POST form whose first field is `_method=DELETE` into
+/// a DELETE: a cross-site form could then delete. The method stays POST.
+#[rocket::async_test]
+async fn a_method_form_field_never_changes_the_method() {
+    let app = TestApp::spawn().await;
+    let admin = app.admin("root").await;
+    let bob = app.user("bob").await;
+    let path = format!("/api/v1/users/{}", bob.id);
+    for method in ["DELETE", "PUT", "PATCH"] {
+        let reply = app
+            .req("POST", &path)
+            .bearer(&admin)
+            .body(
+                Some("application/x-www-form-urlencoded"),
+                format!("_method={method}&username=x").as_bytes(),
+            )
+            .send()
+            .await;
+        assert_eq!(
+            reply.status,
+            Status::MethodNotAllowed,
+            "{method}: {}",
+            reply.text
+        );
+    }
+    assert_eq!(
+        app.get_as(&admin, &path).await.status,
+        Status::Ok,
+        "bob is still there"
+    );
+}

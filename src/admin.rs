@@ -55,10 +55,13 @@ pub async fn create_admin(
 
     let pool = DbPool::connect(&db_config).await?;
     pool.migrate().await?;
-    let hash = PasswordHasher::new(settings.bcrypt_cost)
-        .hash(&password)
-        .await
-        .map_err(|e| AdminError::Hash(e.to_string()))?;
+    let hash = PasswordHasher::new(
+        settings.bcrypt_cost,
+        std::time::Duration::from_secs(settings.bcrypt_queue_timeout),
+    )
+    .hash(&password)
+    .await
+    .map_err(|e| AdminError::Hash(e.to_string()))?;
     let mut tx = pool.begin().await?;
     let user = users::insert(
         tx.conn(),

@@ -79,6 +79,9 @@ pub enum ApiError {
     TooManyRequests { retry_after: u64 },
     #[error("{0}")]
     Unavailable(String),
+    /// Too much work queued: 503 with `Retry-After`.
+    #[error("The server is busy; retry later")]
+    Busy { retry_after: u64 },
     /// Any other status, with Rocket's reason phrase as the message.
     #[error("{0}")]
     Status(Status),
@@ -129,7 +132,7 @@ impl ApiError {
             ApiError::PayloadTooLarge(_) => Status::PayloadTooLarge,
             ApiError::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             ApiError::TooManyRequests { .. } => Status::TooManyRequests,
-            ApiError::Unavailable(_) => Status::ServiceUnavailable,
+            ApiError::Unavailable(_) | ApiError::Busy { .. } => Status::ServiceUnavailable,
             ApiError::Status(status) => *status,
             ApiError::Internal { .. } => Status::InternalServerError,
         }
@@ -232,7 +235,7 @@ impl<'r> Responder<'r, 'static> for ApiError {
             ApiError::MethodNotAllowed { allow } => {
                 response.header(Header::new("Allow", allow));
             }
-            ApiError::TooManyRequests { retry_after } => {
+            ApiError::TooManyRequests { retry_after } | ApiError::Busy { retry_after } => {
                 response.header(Header::new("Retry-After", retry_after.to_string()));
             }
             _ => {}
@@ -318,7 +321,8 @@ impl OpenApiResponderInner for ApiError {
             ),
             (
                 503,
-                "A dependency (the database) is unavailable; retry later.",
+                "A dependency (the database) is unavailable, or too many passwords are \
+                 waiting to be hashed; retry later (after `Retry-After` seconds when given).",
             ),
         ];
         for (code, description) in documented {

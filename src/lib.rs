@@ -54,7 +54,10 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         )),
         false => None,
     };
-    let hasher = PasswordHasher::new(settings.bcrypt_cost);
+    let hasher = PasswordHasher::new(
+        settings.bcrypt_cost,
+        std::time::Duration::from_secs(settings.bcrypt_queue_timeout),
+    );
     let outbox = OutboxSignal::default();
     let outbox_worker = OutboxWorker::new(settings.smtp.clone(), outbox.clone());
 

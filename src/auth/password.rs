@@ -3,6 +3,7 @@
 //! registrations cannot starve the async workers or the blocking pool.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use rocket::tokio::sync::{OnceCell, Semaphore};
 use rocket::tokio::task;
@@ -14,17 +15,20 @@ use crate::error::ApiError;
 pub struct PasswordHasher {
     cost: u32,
     permits: Arc<Semaphore>,
+    /// How long a request waits for a hasher before 503 (`bcrypt_queue_timeout`).
+    queue_timeout: Duration,
     /// A hash at the configured cost, checked for unknown usernames so that
     /// a wrong name takes as long as a wrong password.
     dummy_hash: Arc<OnceCell<String>>,
 }
 
 impl PasswordHasher {
-    pub fn new(cost: u32) -> Self {
+    pub fn new(cost: u32, queue_timeout: Duration) -> Self {
         let cores = std::thread::available_parallelism().map_or(2, |n| n.get());
         PasswordHasher {
             cost,
             permits: Arc::new(Semaphore::new(cores)),
+            queue_timeout,
             dummy_hash: Arc::new(OnceCell::new()),
         }
     }
@@ -87,10 +91,13 @@ impl PasswordHasher {
         &self,
         job: impl FnOnce() -> bcrypt::BcryptResult<T> + Send + 'static,
     ) -> Result<bcrypt::BcryptResult<T>, ApiError> {
-        let _permit = self
-            .permits
-            .acquire()
+        // The queue is bounded in time: past `queue_timeout` the request is
+        // 503 with Retry-After instead of waiting behind a flood.
+        let _permit = rocket::tokio::time::timeout(self.queue_timeout, self.permits.acquire())
             .await
+            .map_err(|_| ApiError::Busy {
+                retry_after: self.queue_timeout.as_secs().max(1),
+            })?
             .map_err(ApiError::internal("waiting for a password hasher"))?;
         task::spawn_blocking(job)
             .await

@@ -28,6 +28,8 @@ pub struct ConfigError(pub String);
 pub struct Settings {
     /// bcrypt work factor for new password hashes (4..=31).
     pub bcrypt_cost: u32,
+    /// Seconds a request waits for a free password hasher before 503.
+    pub bcrypt_queue_timeout: u64,
     /// The HS256 key for access tokens (its UTF-8 bytes). Required, at least
     /// 32 bytes, in the release profile; debug makes a random one per start.
     pub jwt_secret: Option<Secret>,
@@ -136,6 +138,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             bcrypt_cost: 12,
+            bcrypt_queue_timeout: 10,
             jwt_secret: None,
             access_token_ttl: 1800,
             refresh_token_ttl: 1_209_600,
@@ -179,6 +182,12 @@ impl Settings {
                     secret.len()
                 ));
             }
+        }
+        if !(1..=600).contains(&self.bcrypt_queue_timeout) {
+            return Err(format!(
+                "bcrypt_queue_timeout must be between 1 and 600 seconds, got {}",
+                self.bcrypt_queue_timeout
+            ));
         }
         // Up to ten years: tokens stay well within the timestamp range.
         const MAX_TTL: u64 = 10 * 365 * 24 * 3600;

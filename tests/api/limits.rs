@@ -344,3 +344,46 @@ async fn rate_limits_can_be_switched_off() {
         assert!(reply.header("RateLimit-Limit").is_none());
     }
 }
+
+/// Password hashing queues for at most `bcrypt_queue_timeout`: a flood of
+/// registrations gets 503 with Retry-After instead of an ever longer wait,
+/// and a refused registration creates nothing.
+#[rocket::async_test]
+async fn a_flood_waits_for_a_password_hasher_no_longer_than_the_queue_timeout() {
+    // Cost 12 is about a quarter of a second a hash; twenty at once on a few
+    // cores queue far past one second.
+    let app = TestApp::spawn_with(|f| {
+        f.merge(("bcrypt_cost", 12))
+            .merge(("bcrypt_queue_timeout", 1))
+    })
+    .await;
+    let names: Vec<String> = (0..20).map(|i| format!("flood{i}")).collect();
+    let bodies: Vec<_> = names
+        .iter()
+        .map(|name| {
+            json!({"username": name, "email": format!("{name}@example.com"), "password": PASSWORD})
+        })
+        .collect();
+    let replies =
+        futures::future::join_all(bodies.iter().map(|body| app.post("/api/v1/users", body))).await;
+    let mut busy = Vec::new();
+    for (name, reply) in names.iter().zip(&replies) {
+        match reply.status.code {
+            201 => {}
+            503 => {
+                assert_eq!(reply.header("Retry-After"), Some("1"), "{}", reply.text);
+                busy.push(name);
+            }
+            other => panic!("{name}: {other} {}", reply.text),
+        }
+    }
+    assert!(!busy.is_empty(), "the queue timed out for some");
+    assert!(busy.len() < names.len(), "some were hashed");
+    for name in busy {
+        assert_eq!(
+            app.login(name, PASSWORD).await.status,
+            Status::Unauthorized,
+            "{name} was not created"
+        );
+    }
+}

@@ -355,3 +355,43 @@ async fn get_of_a_missing_user_is_404_and_a_bad_id_422() {
         );
     }
 }
+
+/// One mailbox, one account: composed, decomposed and punycode spellings of
+/// one address are the same email, stored in one spelling.
+#[rocket::async_test]
+async fn one_mailbox_in_any_spelling_is_one_account() {
+    let app = TestApp::spawn().await;
+    for (i, (first, second, stored)) in [
+        (
+            "jos\u{e9}@example.com",
+            "JOSE\u{301}@example.com",
+            "jos\u{e9}@example.com",
+        ),
+        (
+            "anna@b\u{fc}cher.example",
+            "anna@xn--bcher-kva.example",
+            "anna@xn--bcher-kva.example",
+        ),
+        (
+            "ming@xn--fiqs8s.example",
+            "MING@\u{4e2d}\u{56fd}.example",
+            "ming@xn--fiqs8s.example",
+        ),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let created = app
+            .post("/api/v1/users", &registration(&format!("first{i}"), first))
+            .await;
+        assert_eq!(created.status, Status::Created, "{first}: {}", created.text);
+        assert_eq!(created.body["email"], stored, "{first}");
+        let again = app
+            .post(
+                "/api/v1/users",
+                &registration(&format!("second{i}"), second),
+            )
+            .await;
+        assert_eq!(again.status, Status::Conflict, "{second}: {}", again.text);
+    }
+}

@@ -77,6 +77,9 @@ pub struct SmtpSettings {
     pub subject: String,
     /// Attempts before a job is marked dead.
     pub max_attempts: u32,
+    /// Days a sent job (and the address it holds) is kept, for an operator
+    /// to see; pending and dead jobs stay until handled.
+    pub keep_sent_days: u32,
 }
 
 impl Default for SmtpSettings {
@@ -86,6 +89,7 @@ impl Default for SmtpSettings {
             from: "noreply@example.com".to_owned(),
             subject: "User Registration".to_owned(),
             max_attempts: 10,
+            keep_sent_days: 7,
         }
     }
 }

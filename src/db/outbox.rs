@@ -26,22 +26,37 @@ pub struct JobStatus {
     pub last_error: Option<String>,
 }
 
+/// Queues a job; `user_id` names the user it is about, so that the job goes
+/// when the user does.
 pub async fn enqueue(
     conn: Conn<'_>,
     kind: &str,
     payload: &str,
+    user_id: Option<i64>,
     now: OffsetDateTime,
 ) -> Result<i64, DbError> {
     const SQL: &str =
-        "INSERT INTO outbox (kind, payload, next_attempt_at, created_at, updated_at) \
-                       VALUES ($1, $2, $3, $3, $3) RETURNING id";
+        "INSERT INTO outbox (kind, payload, user_id, next_attempt_at, created_at, updated_at) \
+                       VALUES ($1, $2, $3, $4, $4, $4) RETURNING id";
     let id = on_conn!(conn, c => sqlx::query_scalar(SQL)
         .bind(kind)
         .bind(payload)
+        .bind(user_id)
         .bind(now)
         .fetch_one(c)
         .await)?;
     Ok(id)
+}
+
+/// Deletes jobs sent at or before `cutoff`; pending and dead ones stay.
+pub async fn prune_sent(conn: Conn<'_>, cutoff: OffsetDateTime) -> Result<u64, DbError> {
+    const SQL: &str = "DELETE FROM outbox WHERE status = 'sent' AND updated_at <= $1";
+    let deleted = on_conn!(conn, c => sqlx::query(SQL)
+        .bind(cutoff)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(deleted)
 }
 
 /// Claims up to `limit` due jobs until `lease_until`: on PostgreSQL rows

@@ -30,6 +30,8 @@ const LEASE: Duration = Duration::from_secs(60);
 /// How often an idle worker looks for due jobs (registrations also wake it).
 const POLL: Duration = Duration::from_secs(1);
 const BATCH: i64 = 16;
+/// How often sent jobs past `smtp.keep_sent_days` are deleted.
+const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 const MAX_BACKOFF_SECS: f64 = 30.0;
 
 /// Wakes the worker when a job is queued, so emails go out at once.
@@ -138,7 +140,12 @@ struct Worker {
 
 impl Worker {
     async fn run(self, signal: OutboxSignal, mut shutdown: rocket::Shutdown) {
+        let mut last_prune: Option<std::time::Instant> = None;
         loop {
+            if last_prune.is_none_or(|at| at.elapsed() >= PRUNE_EVERY) {
+                self.prune_sent().await;
+                last_prune = Some(std::time::Instant::now());
+            }
             // Between batches, stop if shutdown has been requested.
             rocket::tokio::select! {
                 biased;
@@ -164,6 +171,22 @@ impl Worker {
             }
         }
         log::info!("outbox worker stopped");
+    }
+
+    /// Deletes jobs sent more than `smtp.keep_sent_days` ago.
+    async fn prune_sent(&self) {
+        let days = i64::from(self.settings.keep_sent_days);
+        let cutoff = now() - time::Duration::days(days);
+        let result = async {
+            let mut conn = self.pool.acquire().await?;
+            outbox::prune_sent(conn.conn(), cutoff).await
+        }
+        .await;
+        match result {
+            Ok(0) => {}
+            Ok(n) => log::info!("outbox: deleted {n} jobs sent over {days} days ago"),
+            Err(err) => log::warn!("outbox: cannot delete old sent jobs: {err}"),
+        }
     }
 
     async fn claim(&self) -> Result<Vec<Job>, crate::db::DbError> {

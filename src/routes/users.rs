@@ -71,7 +71,7 @@ pub async fn create_user(
         email: user.email.clone(),
     })
     .map_err(ApiError::internal("queueing the welcome email"))?;
-    outbox::enqueue(tx.conn(), WELCOME_EMAIL, &welcome, now).await?;
+    outbox::enqueue(tx.conn(), WELCOME_EMAIL, &welcome, Some(user.id), now).await?;
     tx.commit().await?;
     outbox_signal.job_queued();
     Ok(Created::new(format!("/api/v1/users/{}", user.id)).body(Json(UserResponse::from(&user))))

@@ -263,6 +263,7 @@ async fn two_workers_on_one_database_deliver_100_emails_exactly_once() {
             tx.conn(),
             roster::mail::WELCOME_EMAIL,
             &payload.to_string(),
+            None,
             roster::db::now(),
         )
         .await
@@ -290,4 +291,41 @@ async fn two_workers_on_one_database_deliver_100_emails_exactly_once() {
     ids.dedup();
     assert_eq!((total, ids.len()), (100, 100), "each email exactly once");
     drop(second);
+}
+
+/// A deleted user's jobs, and the address they hold, go with the user,
+/// whatever their state: one pending against a refusing server, one sent.
+#[rocket::async_test]
+async fn a_deleted_users_jobs_go_with_the_user() {
+    let sink = SmtpSink::start(true);
+    let app = TestApp::spawn_with(smtp(sink.url(), 100)).await;
+    let admin = app.admin("root").await;
+    let alice = app.user("alice").await;
+    let bob = app.user("bob").await;
+    assert_eq!(jobs(&app).await.len(), 2, "a welcome job each");
+    for user in [&alice, &bob] {
+        let reply = app
+            .delete_as(&admin, &format!("/api/v1/users/{}", user.id))
+            .await;
+        assert_eq!(reply.status, Status::NoContent);
+    }
+    assert_eq!(jobs(&app).await.len(), 0, "no job outlives its user");
+}
+
+/// Sent jobs are deleted after `smtp.keep_sent_days` (here 0): the worker
+/// of an instance starting on the database deletes them; pending jobs stay.
+#[rocket::async_test]
+async fn sent_jobs_are_deleted_after_keep_sent_days() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let sent = wait_for_status(&app, "sent", Duration::from_secs(10)).await;
+    assert_eq!(sent.len(), 1);
+    let second = app
+        .spawn_sharing(|f| f.merge(("smtp.keep_sent_days", 0)))
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !jobs(&second).await.is_empty() {
+        assert!(Instant::now() < deadline, "the sent job was not deleted");
+        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

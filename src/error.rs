@@ -80,7 +80,7 @@ pub enum ApiError {
     #[error("{0}")]
     Unavailable(String),
     /// Too much work queued: 503 with `Retry-After`.
-    #[error("The server is busy; retry later")]
+    #[error("Too busy, try again")]
     Busy { retry_after: u64 },
     /// Any other status, with Rocket's reason phrase as the message.
     #[error("{0}")]

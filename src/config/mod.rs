@@ -142,7 +142,7 @@ impl Default for Settings {
     fn default() -> Self {
         Settings {
             bcrypt_cost: 12,
-            bcrypt_queue_timeout: 10,
+            bcrypt_queue_timeout: 5,
             jwt_secret: None,
             access_token_ttl: 1800,
             refresh_token_ttl: 1_209_600,

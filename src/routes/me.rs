@@ -57,9 +57,7 @@ pub async fn change_password(
         .verify(&body.current_password, &auth.user.password_hash)
         .await?
     {
-        return Err(ApiError::BadRequest(
-            "The current password is not correct".into(),
-        ));
+        return Err(ApiError::BadRequest("Current password is incorrect".into()));
     }
     limits.password_confirmed(auth.id()).await;
     let update = UserUpdate {

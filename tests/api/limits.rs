@@ -372,6 +372,7 @@ async fn a_flood_waits_for_a_password_hasher_no_longer_than_the_queue_timeout() 
             201 => {}
             503 => {
                 assert_eq!(reply.header("Retry-After"), Some("1"), "{}", reply.text);
+                assert_eq!(reply.body, json!({"detail": "Too busy, try again"}));
                 busy.push(name);
             }
             other => panic!("{name}: {other} {}", reply.text),

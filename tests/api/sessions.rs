@@ -205,7 +205,7 @@ async fn changing_the_password_needs_the_current_one_and_ends_every_session() {
         (wrong.status, wrong.body),
         (
             Status::BadRequest,
-            json!({"detail": "The current password is not correct"})
+            json!({"detail": "Current password is incorrect"})
         ),
         "not 401: the session is fine"
     );

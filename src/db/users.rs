@@ -357,9 +357,10 @@ pub async fn list_after(
     Ok(rows)
 }
 
-/// Locks user `id`'s row until the transaction ends, so that per-user
-/// totals (the upload quota) are checked one writer at a time. (SQLite
-/// write transactions already hold the database's write lock.)
+/// Locks user `id`'s row until the transaction ends, so that what depends
+/// on the user (the upload quota, opening a session against its token
+/// version) is decided one writer at a time. (SQLite write transactions
+/// already hold the database's write lock.)
 pub async fn lock(conn: Conn<'_>, id: i64) -> Result<(), DbError> {
     if let Conn::Postgres(c) = conn {
         sqlx::query("SELECT id FROM users WHERE id = $1 FOR UPDATE")

@@ -26,3 +26,14 @@ pub fn routed_path(request: &Request<'_>) -> String {
     }
     path
 }
+
+/// Whether the router reads the request's path as the static `path`
+/// (`/api/v1/users`), compared segment by segment without allocating: the
+/// rate-limit fairing asks on every request.
+pub fn routes_to(request: &Request<'_>, path: &str) -> bool {
+    request
+        .uri()
+        .path()
+        .segments()
+        .eq(path.split('/').filter(|segment| !segment.is_empty()))
+}

@@ -89,8 +89,8 @@ impl Fairing for RateLimitFairing {
     }
 
     async fn on_request(&self, request: &mut Request<'_>, _: &mut Data<'_>) {
-        let path = super::routed_path(request);
-        if !path.starts_with("/api/") || request.method() == Method::Options {
+        let under_api = request.uri().path().segments().next() == Some("api");
+        if !under_api || request.method() == Method::Options {
             return;
         }
         let client = self
@@ -99,9 +99,9 @@ impl Fairing for RateLimitFairing {
             .map_or_else(|| "unknown".to_owned(), super::client_ip::rate_limit_key);
         let mut policies = vec![Policy::General];
         if request.method() == Method::Post {
-            if path == LOGIN_PATH {
+            if super::routes_to(request, LOGIN_PATH) {
                 policies.push(Policy::Login);
-            } else if path == REGISTER_PATH {
+            } else if super::routes_to(request, REGISTER_PATH) {
                 policies.push(Policy::Register);
             }
         }

@@ -10,14 +10,7 @@ use rocket::http::Status;
 use serde_json::{json, Value};
 
 use crate::helpers::{TestApp, PASSWORD};
-use crate::limits::PrivateRedis;
-
-/// A client address of this test's own, so that runs sharing one Redis do
-/// not share budgets.
-fn client() -> SocketAddr {
-    let n = uuid::Uuid::new_v4().as_u128();
-    SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40000))
-}
+use crate::limits::{client, PrivateRedis};
 
 /// A username no other run uses (budgets per username live in Redis too).
 fn unique(prefix: &str) -> String {
@@ -42,10 +35,7 @@ fn limits(
     register: u32,
 ) -> impl FnOnce(Figment) -> Figment {
     move |f| {
-        let f = f
-            .merge(("rate_limit.per_minute", per_minute))
-            .merge(("rate_limit.login_per_minute", login))
-            .merge(("rate_limit.register_per_minute", register));
+        let f = crate::limits::limits(per_minute, login, register)(f);
         match backend {
             Backend::Memory => f,
             Backend::Redis => f

@@ -12,12 +12,16 @@ use crate::helpers::{free_port, Reply, TestApp, PASSWORD};
 
 /// A client address of this test's own, so that tests sharing one Redis do
 /// not share budgets.
-fn client() -> SocketAddr {
+pub(crate) fn client() -> SocketAddr {
     let n = uuid::Uuid::new_v4().as_u128();
     SocketAddr::from(([10, (n >> 16) as u8, (n >> 8) as u8, n as u8], 40000))
 }
 
-fn limits(per_minute: u32, login: u32, register: u32) -> impl FnOnce(Figment) -> Figment {
+pub(crate) fn limits(
+    per_minute: u32,
+    login: u32,
+    register: u32,
+) -> impl FnOnce(Figment) -> Figment {
     move |f| {
         f.merge(("rate_limit.per_minute", per_minute))
             .merge(("rate_limit.login_per_minute", login))

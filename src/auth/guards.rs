@@ -10,7 +10,7 @@ use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 
 use super::tokens::{Claims, TokenError, TokenKeys};
 use crate::db::sessions::{self, AuthRecord, TokenClaims};
-use crate::db::users::{self, UserRecord};
+use crate::db::users::{self, SeenUser, UserRecord};
 use crate::db::{Conn, Db, PooledConn};
 use crate::domain::Role;
 use crate::error::{stash, ApiError};
@@ -91,12 +91,14 @@ impl AuthConn {
     /// User `id` if the caller may see it (an active user, or any user for
     /// an admin), the token checked in the same statement; `None` (404)
     /// otherwise, whether it exists or not.
-    pub async fn visible_user(mut self, id: i64) -> Result<Option<UserRecord>, ApiError> {
+    pub async fn visible_user(mut self, id: i64) -> Result<Option<SeenUser>, ApiError> {
         let token = token_claims(self.user_id, &self.claims);
         match users::find_if_token(self.conn.conn(), &token, id).await? {
-            Some((user, Some(role))) => Ok((user.is_active || role == Role::Admin).then_some(user)),
+            Some(seen) => {
+                Ok((seen.user.is_active || seen.caller_role == Role::Admin).then_some(seen))
+            }
             // A bad token, or no such user: the check alone says which.
-            _ => {
+            None => {
                 self.check().await?;
                 Ok(None)
             }

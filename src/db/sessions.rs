@@ -138,18 +138,45 @@ pub struct TokenClaims<'a> {
     pub version: i64,
 }
 
+/// The users and sessions rows (`a`, `s`) of the token of parameters
+/// `$1`-`$3` ([`TokenClaims`]), if it may act: its user exists and is
+/// active, its session is open and its version current.
+macro_rules! token_rows {
+    () => {
+        "FROM users a JOIN sessions s ON s.user_id = a.id \
+         WHERE a.id = $1 AND s.id = $2 AND a.token_version = $3 AND a.is_active \
+           AND s.revoked_at IS NULL"
+    };
+}
+pub(crate) use token_rows;
+
 /// A condition that holds exactly when the token of parameters `$1`-`$3`
-/// ([`TokenClaims`]) may act: its user exists and is active, its session is
-/// open and its version current. It names nothing of the outer statement,
-/// so the database evaluates it once per statement, not once per row.
+/// may act. It names nothing of the outer statement, so the database
+/// evaluates it once per statement, not once per row.
 macro_rules! token_holds {
     () => {
-        "EXISTS (SELECT 1 FROM users a JOIN sessions s ON s.user_id = a.id \
-                 WHERE a.id = $1 AND s.id = $2 AND a.token_version = $3 AND a.is_active \
-                   AND s.revoked_at IS NULL)"
+        concat!(
+            "EXISTS (SELECT 1 ",
+            $crate::db::sessions::token_rows!(),
+            ")"
+        )
     };
 }
 pub(crate) use token_holds;
+
+/// The token's user as a one-row table `caller (caller_id, caller_role)`,
+/// empty unless the token may act: a read joined to it is checked and knows
+/// who reads, in one statement.
+macro_rules! caller_join {
+    () => {
+        concat!(
+            " CROSS JOIN (SELECT a.id AS caller_id, a.role AS caller_role ",
+            $crate::db::sessions::token_rows!(),
+            ") caller "
+        )
+    };
+}
+pub(crate) use caller_join;
 
 /// Binds a [`TokenClaims`] as `$1`-`$3`, the parameters of [`token_holds!`].
 macro_rules! bind_token {

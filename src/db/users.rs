@@ -2,7 +2,7 @@
 
 use time::OffsetDateTime;
 
-use super::sessions::{bind_token, token_holds, TokenClaims};
+use super::sessions::{bind_token, caller_join, TokenClaims};
 use super::{on_conn, Conn, DbError};
 use crate::domain::Role;
 
@@ -30,6 +30,17 @@ pub struct UserRecord {
     pub password_hash: String,
     pub created_at: OffsetDateTime,
     pub updated_at: OffsetDateTime,
+}
+
+/// A user read for a signed-in caller, with who the caller is, read in the
+/// same statement that checked the caller's token.
+#[derive(sqlx::FromRow)]
+pub struct SeenUser {
+    #[sqlx(flatten)]
+    pub user: UserRecord,
+    pub caller_id: i64,
+    #[sqlx(try_from = "String")]
+    pub caller_role: Role,
 }
 
 pub struct NewUser<'a> {
@@ -122,23 +133,23 @@ pub async fn find_by_username(
 }
 
 /// A page of active users ordered by id, only if `token` may act
-/// (`token_holds!`): an authenticated page in one statement. Empty when it
+/// (`caller_join!`): an authenticated page in one statement. Empty when it
 /// may not.
 pub async fn list_if_token(
     conn: Conn<'_>,
     token: &TokenClaims<'_>,
     skip: i64,
     limit: i64,
-) -> Result<Vec<UserRecord>, DbError> {
+) -> Result<Vec<SeenUser>, DbError> {
     const SQL: &str = concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE ",
-        token_holds!(),
-        " AND is_active ORDER BY id",
+        ", caller_id, caller_role FROM users",
+        caller_join!(),
+        "WHERE is_active ORDER BY id",
         limit_offset!("$4", "$5")
     );
-    let rows = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
+    let rows = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
         .bind(limit)
         .bind(skip)
         .fetch_all(c)
@@ -146,36 +157,25 @@ pub async fn list_if_token(
     Ok(rows)
 }
 
-/// User `id` (any state), only if `token` may act, with the role of the
-/// token's user: an authenticated read by id in one statement. `None` when
-/// there is no such user; the role is `None` when the token may not act.
+/// User `id` (any state), only if `token` may act, with who reads it: an
+/// authenticated read by id in one statement. `None` when there is no such
+/// user or the token may not act.
 pub async fn find_if_token(
     conn: Conn<'_>,
     token: &TokenClaims<'_>,
     id: i64,
-) -> Result<Option<(UserRecord, Option<Role>)>, DbError> {
+) -> Result<Option<SeenUser>, DbError> {
     const SQL: &str = concat!(
         "SELECT ",
         user_columns!(),
-        ", (SELECT role FROM users a WHERE a.id = $1 AND ",
-        token_holds!(),
-        ") AS caller_role FROM users WHERE id = $4"
+        ", caller_id, caller_role FROM users",
+        caller_join!(),
+        "WHERE id = $4"
     );
-    let found = on_conn!(conn, c => {
-        let row = bind_token!(sqlx::query(SQL), token)
-            .bind(id)
-            .fetch_optional(c)
-            .await?;
-        row.map(|row| {
-            use sqlx::{FromRow, Row};
-            let role: Option<String> = row.try_get("caller_role")?;
-            let role = role.map(Role::try_from).transpose().map_err(|e| {
-                sqlx::Error::ColumnDecode { index: "caller_role".into(), source: e.into() }
-            })?;
-            Ok::<_, sqlx::Error>((UserRecord::from_row(&row)?, role))
-        })
-        .transpose()
-    })?;
+    let found = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
+        .bind(id)
+        .fetch_optional(c)
+        .await)?;
     Ok(found)
 }
 
@@ -239,24 +239,31 @@ pub async fn lock_active_admins(conn: Conn<'_>) -> Result<Vec<i64>, DbError> {
     Ok(ids)
 }
 
-/// Active users whose username or email contains `needle` (already
-/// lowercased), as literal text, ordered by username ignoring case, then id;
-/// only if `token` may act (one statement; empty when it may not).
+/// Active users whose username contains `needle` (already lowercased) as
+/// literal text, or whose email does for an admin caller, ordered by
+/// username ignoring case, then id; only if `token` may act (one statement;
+/// empty when it may not).
 pub async fn search(
     conn: Conn<'_>,
     token: &TokenClaims<'_>,
     needle: &str,
     skip: i64,
     limit: i64,
-) -> Result<Vec<UserRecord>, DbError> {
+) -> Result<Vec<SeenUser>, DbError> {
+    macro_rules! select_where {
+        () => {
+            concat!(
+                "SELECT ",
+                user_columns!(),
+                ", caller_id, caller_role FROM users",
+                caller_join!(),
+                "WHERE is_active AND "
+            )
+        };
+    }
     macro_rules! order {
         () => {
             concat!(" ORDER BY lower(username), id", limit_offset!("$5", "$6"))
-        };
-    }
-    macro_rules! from_users_where {
-        () => {
-            concat!(" FROM users WHERE ", token_holds!(), " AND is_active AND ")
         };
     }
     // No username or email holds a NUL, and PostgreSQL text cannot even
@@ -268,30 +275,29 @@ pub async fn search(
         // The trigram index needs three characters; shorter needles scan.
         Conn::Sqlite(c) if needle.chars().count() >= 3 => {
             const SQL: &str = concat!(
-                "SELECT ",
-                user_columns!(),
-                from_users_where!(),
-                "id IN (SELECT rowid FROM users_search WHERE users_search MATCH $4)",
+                select_where!(),
+                "id IN (SELECT rowid FROM users_search WHERE users_search MATCH $4) \
+                 AND (caller_role = 'admin' OR instr(lower(username), $7) > 0)",
                 order!()
             );
             // A quoted FTS5 string is matched literally (`"` doubled).
             let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
-            bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
+            bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
                 .bind(phrase)
                 .bind(limit)
                 .bind(skip)
+                .bind(needle)
                 .fetch_all(c)
                 .await?
         }
         Conn::Sqlite(c) => {
             const SQL: &str = concat!(
-                "SELECT ",
-                user_columns!(),
-                from_users_where!(),
-                "(instr(lower(username), $4) > 0 OR instr(email, $4) > 0)",
+                select_where!(),
+                "(instr(lower(username), $4) > 0 \
+                  OR (caller_role = 'admin' AND instr(email, $4) > 0))",
                 order!()
             );
-            bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
+            bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
                 .bind(needle)
                 .bind(limit)
                 .bind(skip)
@@ -300,14 +306,15 @@ pub async fn search(
         }
         Conn::Postgres(c) => {
             const SQL: &str = concat!(
-                "SELECT ",
-                user_columns!(),
-                from_users_where!(),
-                "(lower(username) LIKE $4 ESCAPE '\\' OR email LIKE $4 ESCAPE '\\')",
+                select_where!(),
+                // Both indexes find the candidates; then emails count
+                // for admins only.
+                "(lower(username) LIKE $4 ESCAPE '\\' OR email LIKE $4 ESCAPE '\\') \
+                 AND (caller_role = 'admin' OR lower(username) LIKE $4 ESCAPE '\\')",
                 order!()
             );
             let pattern = format!("%{}%", escape_like(needle));
-            bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
+            bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
                 .bind(pattern)
                 .bind(limit)
                 .bind(skip)
@@ -339,16 +346,16 @@ pub async fn list_after(
     after: i64,
     include_inactive: bool,
     limit: i64,
-) -> Result<Vec<UserRecord>, DbError> {
+) -> Result<Vec<SeenUser>, DbError> {
     const SQL: &str = concat!(
         "SELECT ",
         user_columns!(),
-        " FROM users WHERE ",
-        token_holds!(),
-        " AND id > $4 AND (is_active OR $5) ORDER BY id",
+        ", caller_id, caller_role FROM users",
+        caller_join!(),
+        "WHERE id > $4 AND (is_active OR $5) ORDER BY id",
         limit_offset!("$6")
     );
-    let rows = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, UserRecord>(SQL), token)
+    let rows = on_conn!(conn, c => bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
         .bind(after)
         .bind(include_inactive)
         .bind(limit)

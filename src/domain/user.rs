@@ -217,12 +217,16 @@ impl TryFrom<PatchUserRequest> for UserUpdate {
     }
 }
 
-/// A user as clients see it: never a password or its hash.
+/// A user as clients see it: never a password or its hash. The personal
+/// fields are filled in only for the caller's own user and for admins; in
+/// any other user a non-admin receives they are null.
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct UserResponse {
     pub id: i64,
     pub username: String,
-    pub email: String,
+    /// Personal: null in other users for non-admins.
+    pub email: Option<String>,
+    /// Personal: null in other users for non-admins (and when not given).
     pub age: Option<i32>,
     pub role: Role,
     pub is_active: bool,

@@ -48,7 +48,7 @@ fn valid_search_text(text: &str) -> Result<(), ValidationError> {
 
 #[derive(Debug, FromForm, JsonSchema, Validate)]
 pub struct SearchQuery {
-    /// Text to find in usernames and emails, ignoring case; `%`, `_` and `\`
+    /// Text to find in usernames (and, for admins, emails), ignoring case; `%`, `_` and `\`
     /// match literally. 1–100 characters after trimming white space.
     #[validate(length(max = 1000), custom(function = "valid_search_text"))]
     #[schemars(length(max = 1000), regex(pattern = r"^\s*\S([\s\S]{0,98}\S)?\s*$"))]
@@ -67,7 +67,7 @@ pub struct SearchQuery {
     pub limit: i64,
 }
 
-/// Search active users by part of their username or email.
+/// Search active users by part of their username (admins: or email).
 ///
 /// Ordered by username ignoring case, then id.
 #[openapi(tag = "Users")]

@@ -7,7 +7,7 @@ use rocket_okapi::openapi;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::{AuthConn, AuthUser};
-use crate::db::users::{self, Changes, UserRecord};
+use crate::db::users::{self, Changes, SeenUser, UserRecord};
 use crate::db::{now, outbox, sessions, uploads, Db, DbPool};
 use crate::domain::user::{
     CreateUserRequest, NewUser, PatchUserRequest, ReplaceUserRequest, UserResponse, UserUpdate,
@@ -19,18 +19,32 @@ use crate::mail::worker::OutboxSignal;
 use crate::mail::{WelcomeEmail, WELCOME_EMAIL};
 use crate::uploads::Storage;
 
+/// A user in full, for the user themself or an admin.
 impl From<&UserRecord> for UserResponse {
     fn from(user: &UserRecord) -> Self {
         UserResponse {
             id: user.id,
             username: user.username.clone(),
-            email: user.email.clone(),
+            email: Some(user.email.clone()),
             age: user.age,
             role: user.role,
             is_active: user.is_active,
             created_at: user.created_at,
             updated_at: user.updated_at,
         }
+    }
+}
+
+/// A user as the caller who read it may see it: in full if it is the
+/// caller's own or the caller is an admin, else without its personal fields.
+impl From<&SeenUser> for UserResponse {
+    fn from(seen: &SeenUser) -> Self {
+        let mut shown = UserResponse::from(&seen.user);
+        if seen.user.id != seen.caller_id && seen.caller_role != Role::Admin {
+            shown.email = None;
+            shown.age = None;
+        }
+        shown
     }
 }
 

@@ -116,7 +116,7 @@ pub async fn list_users(
     let more = page.len() as i64 > query.limit;
     page.truncate(query.limit as usize);
     let next_cursor = match page.last() {
-        Some(last) if more => Some(encode_cursor(last.id)),
+        Some(last) if more => Some(encode_cursor(last.user.id)),
         _ => None,
     };
     Ok(Json(UserPage {

@@ -16,6 +16,7 @@ mod limits;
 mod load;
 mod mail;
 mod me;
+mod privacy;
 mod request;
 mod search;
 mod server;

@@ -31,6 +31,9 @@ pub async fn start_session(
     if !opened {
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     }
+    // The user's ended sessions, and its oldest beyond the cap, go.
+    let keep = i64::from(settings.max_sessions_per_user);
+    sessions::trim(tx.conn(), user.id, keep).await?;
     let refresh_token = add_refresh_token(&mut tx, &session_id, settings).await?;
     tx.commit().await?;
     issue(keys, user, &session_id, refresh_token)

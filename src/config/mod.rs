@@ -30,6 +30,8 @@ pub struct Settings {
     pub bcrypt_cost: u32,
     /// Seconds a request waits for a free password hasher before 503.
     pub bcrypt_queue_timeout: u64,
+    /// Open sessions per user; a login beyond ends the oldest.
+    pub max_sessions_per_user: u32,
     /// The HS256 key for access tokens (its UTF-8 bytes). Required, at least
     /// 32 bytes, in the release profile; debug makes a random one per start.
     pub jwt_secret: Option<Secret>,
@@ -143,6 +145,7 @@ impl Default for Settings {
         Settings {
             bcrypt_cost: 12,
             bcrypt_queue_timeout: 5,
+            max_sessions_per_user: 50,
             jwt_secret: None,
             access_token_ttl: 1800,
             refresh_token_ttl: 1_209_600,
@@ -191,6 +194,12 @@ impl Settings {
             return Err(format!(
                 "bcrypt_queue_timeout must be between 1 and 600 seconds, got {}",
                 self.bcrypt_queue_timeout
+            ));
+        }
+        if !(1..=10_000).contains(&self.max_sessions_per_user) {
+            return Err(format!(
+                "max_sessions_per_user must be between 1 and 10000, got {}",
+                self.max_sessions_per_user
             ));
         }
         // Up to ten years: tokens stay well within the timestamp range.

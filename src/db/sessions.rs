@@ -103,6 +103,79 @@ pub async fn spend_refresh_token(
     Ok(updated == 1)
 }
 
+/// Deletes user `user_id`'s ended sessions and its open ones beyond the
+/// `keep` newest, with their refresh tokens (cascade), so that however
+/// often a user logs in its sessions stay bounded.
+pub async fn trim(conn: Conn<'_>, user_id: i64, keep: i64) -> Result<(), DbError> {
+    macro_rules! trim {
+        ($order:literal) => {
+            concat!(
+                "DELETE FROM sessions WHERE user_id = $1 AND (revoked_at IS NOT NULL OR ",
+                $order,
+                " NOT IN (SELECT ",
+                $order,
+                " FROM sessions WHERE user_id = $1 AND revoked_at IS NULL ORDER BY ",
+                $order,
+                " DESC LIMIT $2))"
+            )
+        };
+    }
+    match conn {
+        Conn::Sqlite(c) => {
+            sqlx::query(trim!("rowid"))
+                .bind(user_id)
+                .bind(keep)
+                .execute(c)
+                .await?;
+        }
+        Conn::Postgres(c) => {
+            sqlx::query(trim!("seq"))
+                .bind(user_id)
+                .bind(keep)
+                .execute(c)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// Deletes session `session_id`'s spent refresh tokens but the `keep` most
+/// recently made: presenting one of those again is still detected as reuse
+/// (each token of a session is spent before the next is made, so the most
+/// recently made are the most recently spent).
+pub async fn trim_spent(conn: Conn<'_>, session_id: &str, keep: i64) -> Result<(), DbError> {
+    macro_rules! trim_spent {
+        ($order:literal) => {
+            concat!(
+                "DELETE FROM refresh_tokens WHERE session_id = $1 AND spent_at IS NOT NULL AND ",
+                $order,
+                " NOT IN (SELECT ",
+                $order,
+                " FROM refresh_tokens WHERE session_id = $1 AND spent_at IS NOT NULL ORDER BY ",
+                $order,
+                " DESC LIMIT $2)"
+            )
+        };
+    }
+    match conn {
+        Conn::Sqlite(c) => {
+            sqlx::query(trim_spent!("rowid"))
+                .bind(session_id)
+                .bind(keep)
+                .execute(c)
+                .await?;
+        }
+        Conn::Postgres(c) => {
+            sqlx::query(trim_spent!("seq"))
+                .bind(session_id)
+                .bind(keep)
+                .execute(c)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
 /// Revokes one session of `user_id`; false when there is no such open one.
 pub async fn revoke(
     conn: Conn<'_>,

@@ -18,6 +18,10 @@ use crate::error::ApiError;
 use crate::extract::{Credentials, LogoutQuery, OptionalJson, ValidJson, ValidQuery};
 use crate::fairings::rate_limit::RateLimits;
 
+/// Spent refresh tokens kept per session: presenting any of them again is
+/// detected as reuse and ends the session; older ones are deleted.
+const KEPT_SPENT_TOKENS: i64 = 10;
+
 /// Sign in with a username (any case) and password.
 ///
 /// Accepts JSON or the OAuth2 password-grant form. A wrong username and a
@@ -103,6 +107,7 @@ pub async fn refresh(
         .filter(|user| user.is_active)
         .ok_or_else(invalid)?;
     let refresh_token = add_refresh_token(&mut tx, &record.session_id, settings).await?;
+    sessions::trim_spent(tx.conn(), &record.session_id, KEPT_SPENT_TOKENS).await?;
     tx.commit().await?;
     Ok(IssuedTokens(issue(
         keys,

@@ -314,6 +314,18 @@ impl TestApp {
         reply.body
     }
 
+    /// The one number a `SELECT count(*) ...` of this app's database gives.
+    pub async fn count(&self, sql: &'static str) -> i64 {
+        use rocket_db_pools::Database;
+        let db = roster::db::Db::fetch(self.client.rocket()).expect("database attached");
+        let mut conn = db.acquire().await.expect("a connection");
+        match conn.conn() {
+            roster::db::Conn::Sqlite(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+            roster::db::Conn::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await,
+        }
+        .expect("the count")
+    }
+
     /// Creates an admin the way `roster admin create` does.
     pub async fn create_admin(&self, username: &str) -> i64 {
         roster::admin::create_admin(

@@ -372,3 +372,88 @@ async fn a_login_racing_the_deletion_of_its_user_is_401() {
         }
     }
 }
+
+/// Refreshes `refresh` and returns the new pair's refresh token.
+async fn refreshed(app: &TestApp, refresh: &str) -> String {
+    let reply = app
+        .post("/api/v1/auth/refresh", &json!({"refresh_token": refresh}))
+        .await;
+    assert_eq!(reply.status, Status::Ok, "{}", reply.text);
+    reply.body["refresh_token"].as_str().unwrap().to_owned()
+}
+
+#[rocket::async_test]
+async fn a_login_beyond_max_sessions_per_user_ends_the_oldest() {
+    let app = TestApp::spawn_with(|f| f.merge(("max_sessions_per_user", 3))).await;
+    app.register("alice").await;
+    let mut sessions = Vec::new();
+    for _ in 0..3 {
+        sessions.push(app.sign_in("alice").await);
+    }
+    let bob = app.user("bob").await;
+    for session in &sessions {
+        assert_eq!(
+            app.get_as(session, "/api/v1/users/me").await.status,
+            Status::Ok
+        );
+    }
+    // Three logins more: each ends the oldest open session, never another
+    // user's.
+    for ended in 0..3 {
+        sessions.push(app.sign_in("alice").await);
+        app.assert_signed_out(&sessions[ended]).await;
+        for open in &sessions[ended + 1..] {
+            assert_eq!(
+                app.get_as(open, "/api/v1/users/me").await.status,
+                Status::Ok,
+                "the newest three stay open"
+            );
+        }
+    }
+    assert_eq!(
+        app.get_as(&bob, "/api/v1/users/me").await.status,
+        Status::Ok
+    );
+    // Ended sessions leave no rows behind: however often one logs in.
+    for _ in 0..10 {
+        app.sign_in("alice").await;
+    }
+    app.post_as(&bob, "/api/v1/auth/logout?all=true", &json!({}))
+        .await;
+    app.sign_in("bob").await;
+    assert_eq!(app.count("SELECT count(*) FROM sessions").await, 3 + 1);
+}
+
+#[rocket::async_test]
+async fn a_session_keeps_its_ten_latest_spent_tokens_and_still_detects_their_reuse() {
+    let app = TestApp::spawn().await;
+    let alice = app.user("alice").await;
+    let mut spent = vec![alice.refresh.clone()];
+    for _ in 0..30 {
+        let next = refreshed(&app, spent.last().unwrap()).await;
+        spent.push(next);
+    }
+    let current = spent.pop().unwrap();
+    assert_eq!(
+        app.count("SELECT count(*) FROM refresh_tokens").await,
+        10 + 1,
+        "ten spent tokens and the current one"
+    );
+    // A token older than the ten is unknown: refused, the session goes on.
+    let old = app
+        .post("/api/v1/auth/refresh", &json!({"refresh_token": spent[0]}))
+        .await;
+    assert_eq!(old.status, Status::Unauthorized, "{}", old.text);
+    let current = refreshed(&app, &current).await;
+    // The oldest of the ten kept is still known: its reuse ends the session.
+    let kept = &spent[spent.len() - 9];
+    let reuse = app
+        .post("/api/v1/auth/refresh", &json!({"refresh_token": kept}))
+        .await;
+    assert_eq!(reuse.status, Status::Unauthorized);
+    assert!(reuse.text.contains("reuse"), "{}", reuse.text);
+    let after = app
+        .post("/api/v1/auth/refresh", &json!({"refresh_token": current}))
+        .await;
+    assert_eq!(after.status, Status::Unauthorized, "{}", after.text);
+}

@@ -73,6 +73,9 @@ pub enum ApiError {
     Conflict(String),
     #[error("{0}")]
     PayloadTooLarge(String),
+    /// A body that stopped arriving: 408.
+    #[error("{0}")]
+    RequestTimeout(String),
     #[error("{0}")]
     UnsupportedMediaType(String),
     #[error("Rate limit exceeded")]
@@ -130,6 +133,7 @@ impl ApiError {
             ApiError::MethodNotAllowed { .. } => Status::MethodNotAllowed,
             ApiError::Conflict(_) => Status::Conflict,
             ApiError::PayloadTooLarge(_) => Status::PayloadTooLarge,
+            ApiError::RequestTimeout(_) => Status::RequestTimeout,
             ApiError::UnsupportedMediaType(_) => Status::UnsupportedMediaType,
             ApiError::TooManyRequests { .. } => Status::TooManyRequests,
             ApiError::Unavailable(_) | ApiError::Busy { .. } => Status::ServiceUnavailable,
@@ -167,6 +171,7 @@ fn default_message(status: Status) -> String {
         401 => "Not authenticated".into(),
         403 => "Not allowed".into(),
         404 => "Not found".into(),
+        408 => "Request body timed out".into(),
         413 => "Request body too large".into(),
         415 => "Unsupported media type".into(),
         422 => "Unprocessable request".into(),
@@ -296,7 +301,7 @@ impl OpenApiResponderInner for ApiError {
         let error_schema = gen.json_schema::<ErrorBody>();
         let validation_schema = gen.json_schema::<ValidationErrorBody>();
         let mut responses = Responses::default();
-        let documented: [(u16, &str); 11] = [
+        let documented: [(u16, &str); 12] = [
             (400, "The request is malformed."),
             (401, "Missing, invalid, expired or revoked credentials."),
             (403, "Signed in, but not allowed to do this."),
@@ -307,6 +312,11 @@ impl OpenApiResponderInner for ApiError {
             (
                 409,
                 "The change conflicts with existing data (a taken name, the last admin).",
+            ),
+            (
+                408,
+                "The request body stopped arriving (nothing for 10 s; for an upload, \
+                 `upload.idle_timeout` seconds).",
             ),
             (413, "The request body is over the configured limit."),
             (415, "The request body is not of a supported content type."),

@@ -56,6 +56,9 @@ pub struct UploadSettings {
     pub max_bytes: u64,
     /// The most a user may store in all, in bytes.
     pub quota_bytes: u64,
+    /// Seconds an upload's body may send nothing before it is abandoned
+    /// (408).
+    pub idle_timeout: u64,
 }
 
 impl Default for UploadSettings {
@@ -64,6 +67,7 @@ impl Default for UploadSettings {
             dir: "uploads".to_owned(),
             max_bytes: 10 * 1024 * 1024,
             quota_bytes: 100 * 1024 * 1024,
+            idle_timeout: 30,
         }
     }
 }
@@ -228,6 +232,12 @@ impl Settings {
         }
         if self.upload.max_bytes == 0 || self.upload.quota_bytes == 0 {
             return Err("upload.max_bytes and upload.quota_bytes must be at least 1".to_owned());
+        }
+        if !(1..=3600).contains(&self.upload.idle_timeout) {
+            return Err(format!(
+                "upload.idle_timeout must be between 1 and 3600 seconds, got {}",
+                self.upload.idle_timeout
+            ));
         }
         if self.smtp.max_attempts == 0 {
             return Err("smtp.max_attempts must be at least 1".to_owned());

@@ -10,6 +10,7 @@ use serde::de::DeserializeOwned;
 use serde_json::error::Category;
 
 use super::field_errors;
+use super::idle::{read_at_most, BODY_IDLE_TIMEOUT};
 use crate::domain::ErrorType;
 use crate::error::{stash, ApiError, FieldError};
 
@@ -83,24 +84,21 @@ async fn parse<T: DeserializeOwned + Validated>(
     parse_json_body(req, data).await
 }
 
-/// Reads a body within Rocket's `limits.<name>` (413 past it).
+/// Reads a body within Rocket's `limits.<name>` (413 past it), giving up
+/// when it sends nothing for [`BODY_IDLE_TIMEOUT`] (408).
 pub async fn read_limited(
     req: &Request<'_>,
     data: Data<'_>,
     name: &str,
 ) -> Result<Vec<u8>, ApiError> {
     let limit = req.limits().get(name).unwrap_or(1.mebibytes());
-    let bytes = data
-        .open(limit)
-        .into_bytes()
-        .await
-        .map_err(|e| ApiError::BadRequest(format!("Could not read the request body: {e}")))?;
-    if !bytes.is_complete() {
-        return Err(ApiError::PayloadTooLarge(format!(
-            "Request body is larger than the limit of {limit}"
-        )));
-    }
-    Ok(bytes.into_inner())
+    // One byte past the limit tells a body at the limit from a longer one.
+    let stream = data.open(limit + 1.bytes());
+    read_at_most(stream, limit.as_u64(), BODY_IDLE_TIMEOUT)
+        .await?
+        .ok_or_else(|| {
+            ApiError::PayloadTooLarge(format!("Request body is larger than the limit of {limit}"))
+        })
 }
 
 /// Parses and validates a JSON body (the caller has checked its type).

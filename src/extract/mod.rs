@@ -2,6 +2,7 @@
 //! report every failure in the API's validation shape (README, "Errors").
 
 mod credentials;
+pub mod idle;
 mod json;
 mod multipart;
 mod path;

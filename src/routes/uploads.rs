@@ -1,5 +1,7 @@
 //! `/api/v1/uploads`: files of the signed-in user.
 
+use std::time::Duration;
+
 use rocket::response::status::{Created, NoContent};
 use rocket::serde::json::Json;
 use rocket::State;
@@ -12,7 +14,7 @@ use crate::db::{now, users, Db};
 use crate::domain::upload::UploadResponse;
 use crate::error::ApiError;
 use crate::extract::{MultipartBody, Paging, UploadId, ValidQuery};
-use crate::uploads::receive::receive;
+use crate::uploads::receive::{receive, Bounds};
 use crate::uploads::{safe_filename, Download, Storage};
 
 impl From<&UploadRecord> for UploadResponse {
@@ -30,8 +32,9 @@ impl From<&UploadRecord> for UploadResponse {
 
 /// Upload a file (multipart field `file`).
 ///
-/// Over `upload.max_bytes`, or over the user's quota, is 413; a missing or
-/// empty file is 422.
+/// Over `upload.max_bytes`, or over the user's quota (uploads in progress
+/// count), is 413; a missing or empty file is 422; a body that sends nothing
+/// for `upload.idle_timeout` seconds is 408.
 #[openapi(tag = "Uploads")]
 #[post("/uploads", data = "<body>")]
 pub async fn create_upload(
@@ -50,7 +53,12 @@ pub async fn create_upload(
     if room == 0 {
         return Err(ApiError::PayloadTooLarge("Upload quota exceeded".into()));
     }
-    let received = receive(body.data, &body.boundary, storage, limits.max_bytes, room).await?;
+    let bounds = Bounds {
+        max_bytes: limits.max_bytes,
+        reservation: storage.reservation(auth.id(), room),
+        idle: Duration::from_secs(limits.idle_timeout),
+    };
+    let received = receive(body.data, &body.boundary, storage, bounds).await?;
     let id = uuid::Uuid::new_v4();
     let record = UploadRecord {
         id: id.hyphenated().to_string(),

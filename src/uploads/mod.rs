@@ -10,6 +10,9 @@ pub use download::Download;
 use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use dashmap::DashMap;
 
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
@@ -20,12 +23,18 @@ pub const MAX_FILENAME_BYTES: usize = 255;
 #[derive(Debug, Clone)]
 pub struct Storage {
     root: PathBuf,
+    /// Bytes of the uploads each user has being received here: they count
+    /// against the quota before they are stored.
+    receiving: Arc<DashMap<i64, u64>>,
 }
 
 impl Storage {
     /// Creates the directories when missing.
     pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
-        let storage = Storage { root: root.into() };
+        let storage = Storage {
+            root: root.into(),
+            receiving: Arc::default(),
+        };
         std::fs::create_dir_all(storage.files_dir())?;
         std::fs::create_dir_all(storage.tmp_dir())?;
         Ok(storage)
@@ -48,6 +57,17 @@ impl Storage {
     pub fn temp_path(&self) -> PathBuf {
         self.tmp_dir()
             .join(format!("{}.part", Uuid::new_v4().simple()))
+    }
+
+    /// A claim on `owner`'s quota for a file being received, of which at
+    /// most `room` bytes may be in flight at once across their uploads.
+    pub fn reservation(&self, owner: i64, room: u64) -> Reservation {
+        Reservation {
+            receiving: Arc::clone(&self.receiving),
+            owner,
+            room,
+            held: 0,
+        }
     }
 
     /// Removes the file of upload `id`, if it is there.
@@ -147,6 +167,59 @@ pub fn content_disposition(filename: &str) -> String {
         }
     }
     format!("attachment; filename=\"{fallback}\"; filename*=UTF-8''{encoded}")
+}
+
+/// Bytes of one upload being received, counted with the owner's others;
+/// given back when dropped (the upload stored or abandoned).
+pub struct Reservation {
+    receiving: Arc<DashMap<i64, u64>>,
+    owner: i64,
+    room: u64,
+    held: u64,
+}
+
+impl Reservation {
+    /// Claims `bytes` more; false (and nothing claimed) when the owner's
+    /// uploads in flight would then pass `room`.
+    pub fn grow(&mut self, bytes: u64) -> bool {
+        let mut in_flight = self.receiving.entry(self.owner).or_insert(0);
+        match in_flight.checked_add(bytes) {
+            Some(total) if total <= self.room => {
+                *in_flight = total;
+                self.held += bytes;
+                true
+            }
+            _ => false,
+        }
+    }
+
+    /// What this holds, moved into a new reservation (this one keeps
+    /// nothing).
+    pub fn take(&mut self) -> Reservation {
+        Reservation {
+            receiving: Arc::clone(&self.receiving),
+            owner: self.owner,
+            room: self.room,
+            held: std::mem::take(&mut self.held),
+        }
+    }
+
+    /// The most the owner's uploads may have in flight.
+    pub fn room(&self) -> u64 {
+        self.room
+    }
+}
+
+impl Drop for Reservation {
+    fn drop(&mut self) {
+        if self.held == 0 {
+            return;
+        }
+        self.receiving.remove_if_mut(&self.owner, |_, in_flight| {
+            *in_flight -= self.held;
+            *in_flight == 0
+        });
+    }
 }
 
 #[cfg(test)]

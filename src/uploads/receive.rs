@@ -2,8 +2,12 @@
 //! temporary file while its size is counted and its SHA-256 computed; past
 //! `upload.max_bytes` (or the owner's quota) reading stops, the temporary
 //! file goes, and the answer is 413. Memory use does not grow with the file.
+//! The bytes received count against the quota with the owner's other
+//! uploads in flight, and a body that sends nothing for
+//! `upload.idle_timeout` is abandoned (408).
 
 use std::path::PathBuf;
+use std::time::Duration;
 
 use multer::{Constraints, Multipart, SizeLimit};
 use rocket::data::{Data, ToByteUnit};
@@ -12,9 +16,10 @@ use rocket::tokio::io::AsyncWriteExt;
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
-use super::Storage;
+use super::{Reservation, Storage};
 use crate::domain::ErrorType;
 use crate::error::ApiError;
+use crate::extract::idle::{idle_limited, is_stall, stalled};
 
 /// Room for the multipart framing and small fields around the file.
 const FRAMING_ALLOWANCE: u64 = 64 * 1024;
@@ -28,6 +33,8 @@ pub struct Received {
     pub size: u64,
     pub sha256: String,
     pub content_type: String,
+    /// Its claim on the owner's quota, held until the upload is stored.
+    pub reservation: Reservation,
 }
 
 /// A temporary file, removed when dropped unless it was kept.
@@ -64,8 +71,16 @@ fn too_large(max_bytes: u64) -> ApiError {
 
 fn over_quota(room: u64) -> ApiError {
     ApiError::PayloadTooLarge(format!(
-        "Upload quota exceeded: {room} bytes left of your quota"
+        "Upload quota exceeded: {room} bytes left of your quota, uploads in progress included"
     ))
+}
+
+/// What one upload may take: the largest file, the owner's claim on its
+/// quota, and how long the body may stall.
+pub struct Bounds {
+    pub max_bytes: u64,
+    pub reservation: Reservation,
+    pub idle: Duration,
 }
 
 /// Reads the `file` field of a `multipart/form-data` body.
@@ -73,13 +88,14 @@ pub async fn receive(
     data: Data<'_>,
     boundary: &str,
     storage: &Storage,
-    max_bytes: u64,
-    room: u64,
+    mut bounds: Bounds,
 ) -> Result<Received, ApiError> {
+    let max_bytes = bounds.max_bytes;
     let limit = max_bytes.saturating_add(FRAMING_ALLOWANCE);
     // One byte past the limit reaches multer, so that it reports the excess
     // rather than a truncated body.
-    let stream = ReaderStream::new(data.open(limit.saturating_add(1).bytes()));
+    let body = idle_limited(data.open(limit.saturating_add(1).bytes()), bounds.idle);
+    let stream = ReaderStream::new(body);
     let constraints = Constraints::new().size_limit(
         SizeLimit::new()
             .whole_stream(limit)
@@ -91,7 +107,7 @@ pub async fn receive(
         let field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
-            Err(err) => return Err(multipart_error(err, max_bytes)),
+            Err(err) => return Err(multipart_error(err, &bounds)),
         };
         match field.name() {
             Some("file") if received.is_none() => {}
@@ -112,7 +128,7 @@ pub async fn receive(
                 ));
             }
         }
-        received = Some(store(field, storage, max_bytes, room).await?);
+        received = Some(store(field, storage, &mut bounds).await?);
     }
     let received = received.ok_or_else(|| {
         ApiError::validation(
@@ -134,9 +150,9 @@ pub async fn receive(
 async fn store(
     mut field: multer::Field<'_>,
     storage: &Storage,
-    max_bytes: u64,
-    room: u64,
+    bounds: &mut Bounds,
 ) -> Result<Received, ApiError> {
+    let max_bytes = bounds.max_bytes;
     let filename = field.file_name().map(str::to_owned);
     let temp = TempFile {
         path: storage.temp_path(),
@@ -152,14 +168,14 @@ async fn store(
         let chunk = match field.chunk().await {
             Ok(Some(chunk)) => chunk,
             Ok(None) => break,
-            Err(err) => return Err(multipart_error(err, max_bytes)),
+            Err(err) => return Err(multipart_error(err, bounds)),
         };
         size += chunk.len() as u64;
         if size > max_bytes {
             return Err(too_large(max_bytes));
         }
-        if size > room {
-            return Err(over_quota(room));
+        if !bounds.reservation.grow(chunk.len() as u64) {
+            return Err(over_quota(bounds.reservation.room()));
         }
         if head.len() < SNIFF_BYTES {
             let take = (SNIFF_BYTES - head.len()).min(chunk.len());
@@ -182,14 +198,16 @@ async fn store(
         size,
         sha256: crate::auth::tokens::hex(&hasher.finalize()),
         content_type,
+        reservation: bounds.reservation.take(),
     })
 }
 
-fn multipart_error(err: multer::Error, max_bytes: u64) -> ApiError {
+fn multipart_error(err: multer::Error, bounds: &Bounds) -> ApiError {
     match err {
         multer::Error::FieldSizeExceeded { .. } | multer::Error::StreamSizeExceeded { .. } => {
-            too_large(max_bytes)
+            too_large(bounds.max_bytes)
         }
+        multer::Error::StreamReadFailed(err) if is_stall(&*err) => stalled(bounds.idle),
         other => ApiError::BadRequest(format!("Malformed multipart body: {other}")),
     }
 }

@@ -21,6 +21,7 @@ mod request;
 mod search;
 mod server;
 mod sessions;
+mod stalls;
 mod tokens;
 mod uploads;
 mod users;

@@ -194,6 +194,12 @@ impl From<DbError> for ApiError {
                 log::warn!("database unavailable: {cause}");
                 ApiError::Unavailable("Database unavailable".into())
             }
+            DbError::TimedOut(cause) => {
+                log::warn!("stopped a statement at its time limit: {cause}");
+                ApiError::Unavailable(
+                    "The query took too long and was stopped; narrow it and try again".into(),
+                )
+            }
             other => ApiError::Internal {
                 context: "using the database",
                 cause: Box::new(other),

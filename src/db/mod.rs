@@ -203,6 +203,10 @@ pub enum DbError {
     /// as a NUL character in text): the client's input, not a bug.
     #[error("invalid value for the database: {0}")]
     InvalidValue(#[source] sqlx::Error),
+    /// A statement stopped at its time limit (PostgreSQL's
+    /// `statement_timeout`, SQLite's progress handler).
+    #[error("statement timed out: {0}")]
+    TimedOut(#[source] sqlx::Error),
     #[error("database error: {0}")]
     Query(#[source] sqlx::Error),
     #[error("database configuration: {0}")]
@@ -244,6 +248,9 @@ impl From<sqlx::Error> for DbError {
                         conns::note_connection_failure();
                     }
                     DbError::Unavailable(err)
+                } else if code == "57014" || code == "9" {
+                    // PostgreSQL's query_canceled, SQLite's SQLITE_INTERRUPT.
+                    DbError::TimedOut(err)
                 } else if code.starts_with("22") {
                     DbError::InvalidValue(err)
                 } else {

@@ -1,5 +1,8 @@
 //! Queries of the `users` table.
 
+use std::time::{Duration, Instant};
+
+use sqlx::{Connection, SqliteConnection};
 use time::OffsetDateTime;
 
 use super::sessions::{bind_token, caller_join, TokenClaims};
@@ -239,46 +242,103 @@ pub async fn lock_active_admins(conn: Conn<'_>) -> Result<Vec<i64>, DbError> {
     Ok(ids)
 }
 
+/// The start and the end of [`search`]'s statements.
+macro_rules! search_select {
+    () => {
+        concat!(
+            "SELECT ",
+            user_columns!(),
+            ", caller_id, caller_role FROM users",
+            caller_join!(),
+            "WHERE is_active AND "
+        )
+    };
+}
+macro_rules! search_order {
+    () => {
+        concat!(" ORDER BY lower(username), id", limit_offset!("$5", "$6"))
+    };
+}
+
 /// Active users whose username contains `needle` (already lowercased) as
 /// literal text, or whose email does for an admin caller, ordered by
 /// username ignoring case, then id; only if `token` may act (one statement;
-/// empty when it may not).
+/// empty when it may not). The statement is stopped after `time_limit`
+/// ([`DbError::TimedOut`]): a text that matches most of a large table
+/// cannot hold a connection for long.
 pub async fn search(
     conn: Conn<'_>,
     token: &TokenClaims<'_>,
     needle: &str,
-    skip: i64,
-    limit: i64,
+    page: (i64, i64),
+    time_limit: Duration,
 ) -> Result<Vec<SeenUser>, DbError> {
-    macro_rules! select_where {
-        () => {
-            concat!(
-                "SELECT ",
-                user_columns!(),
-                ", caller_id, caller_role FROM users",
-                caller_join!(),
-                "WHERE is_active AND "
-            )
-        };
-    }
-    macro_rules! order {
-        () => {
-            concat!(" ORDER BY lower(username), id", limit_offset!("$5", "$6"))
-        };
-    }
+    let (skip, limit) = page;
     // No username or email holds a NUL, and PostgreSQL text cannot even
     // compare one.
     if needle.contains('\0') {
         return Ok(Vec::new());
     }
     let rows = match conn {
-        // The trigram index needs three characters; shorter needles scan.
-        Conn::Sqlite(c) if needle.chars().count() >= 3 => {
+        Conn::Sqlite(c) => {
+            // SQLite has no statement timeout: a progress handler, called
+            // every thousand steps of the statement, stops it past the
+            // deadline. It must not outlive this statement.
+            let deadline = Instant::now() + time_limit;
+            c.lock_handle()
+                .await?
+                .set_progress_handler(1000, move || Instant::now() < deadline);
+            let rows = search_sqlite(c, token, needle, skip, limit).await;
+            c.lock_handle().await?.remove_progress_handler();
+            rows?
+        }
+        Conn::Postgres(c) => {
             const SQL: &str = concat!(
-                select_where!(),
+                search_select!(),
+                // Both indexes find the candidates; then emails count
+                // for admins only.
+                "(lower(username) LIKE $4 ESCAPE '\\' OR email LIKE $4 ESCAPE '\\') \
+                 AND (caller_role = 'admin' OR lower(username) LIKE $4 ESCAPE '\\')",
+                search_order!()
+            );
+            let pattern = format!("%{}%", escape_like(needle));
+            // SET LOCAL lasts until the transaction ends.
+            let mut tx = c.begin().await?;
+            let millis = time_limit.as_millis().max(1);
+            sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+                "SET LOCAL statement_timeout = {millis}"
+            )))
+            .execute(&mut *tx)
+            .await?;
+            let rows = bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
+                .bind(pattern)
+                .bind(limit)
+                .bind(skip)
+                .fetch_all(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            rows
+        }
+    };
+    Ok(rows)
+}
+
+/// [`search`]'s statement on SQLite.
+async fn search_sqlite(
+    c: &mut SqliteConnection,
+    token: &TokenClaims<'_>,
+    needle: &str,
+    skip: i64,
+    limit: i64,
+) -> Result<Vec<SeenUser>, sqlx::Error> {
+    let rows = match needle {
+        // The trigram index needs three characters; shorter needles scan.
+        needle if needle.chars().count() >= 3 => {
+            const SQL: &str = concat!(
+                search_select!(),
                 "id IN (SELECT rowid FROM users_search WHERE users_search MATCH $4) \
                  AND (caller_role = 'admin' OR instr(lower(username), $7) > 0)",
-                order!()
+                search_order!()
             );
             // A quoted FTS5 string is matched literally (`"` doubled).
             let phrase = format!("\"{}\"", needle.replace('"', "\"\""));
@@ -290,32 +350,15 @@ pub async fn search(
                 .fetch_all(c)
                 .await?
         }
-        Conn::Sqlite(c) => {
+        needle => {
             const SQL: &str = concat!(
-                select_where!(),
+                search_select!(),
                 "(instr(lower(username), $4) > 0 \
                   OR (caller_role = 'admin' AND instr(email, $4) > 0))",
-                order!()
+                search_order!()
             );
             bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
                 .bind(needle)
-                .bind(limit)
-                .bind(skip)
-                .fetch_all(c)
-                .await?
-        }
-        Conn::Postgres(c) => {
-            const SQL: &str = concat!(
-                select_where!(),
-                // Both indexes find the candidates; then emails count
-                // for admins only.
-                "(lower(username) LIKE $4 ESCAPE '\\' OR email LIKE $4 ESCAPE '\\') \
-                 AND (caller_role = 'admin' OR lower(username) LIKE $4 ESCAPE '\\')",
-                order!()
-            );
-            let pattern = format!("%{}%", escape_like(needle));
-            bind_token!(sqlx::query_as::<_, SeenUser>(SQL), token)
-                .bind(pattern)
                 .bind(limit)
                 .bind(skip)
                 .fetch_all(c)

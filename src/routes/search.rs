@@ -1,5 +1,7 @@
 //! `GET /api/v1/users/search`: find active users by part of a name or email.
 
+use std::time::Duration;
+
 use rocket::serde::json::Json;
 use rocket_okapi::openapi;
 use schemars::JsonSchema;
@@ -14,6 +16,10 @@ use crate::extract::ValidQuery;
 
 /// The longest search text, after trimming.
 const MAX_CHARS: usize = 100;
+
+/// How long one search statement may run: past it the search is stopped and
+/// answered 503 (a text matching most users of a very large table).
+const SEARCH_TIME_LIMIT: Duration = Duration::from_secs(3);
 
 /// White space as JSON Schema's (ECMAScript's) `\s` knows it, so that the
 /// documented pattern and the server trim alike.
@@ -69,7 +75,8 @@ pub struct SearchQuery {
 
 /// Search active users by part of their username (admins: or email).
 ///
-/// Ordered by username ignoring case, then id.
+/// Ordered by username ignoring case, then id. A search that runs past
+/// 3 seconds is stopped: 503.
 #[openapi(tag = "Users")]
 #[get("/users/search?<search..>")]
 pub async fn search_users(
@@ -79,7 +86,8 @@ pub async fn search_users(
     let (mut auth, search) = auth.parsed(search.into_inner()).await?;
     let needle = trimmed(&search.query).to_lowercase();
     let (conn, token) = auth.parts();
-    let found = users::search(conn, &token, &needle, search.skip, search.limit).await?;
+    let page = (search.skip, search.limit);
+    let found = users::search(conn, &token, &needle, page, SEARCH_TIME_LIMIT).await?;
     auth.settle(found.is_empty()).await?;
     Ok(Json(found.iter().map(UserResponse::from).collect()))
 }

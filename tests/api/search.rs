@@ -196,3 +196,78 @@ async fn nul_characters_find_nothing_and_never_fail() {
     let login = app.login("vie\u{0}wer", PASSWORD).await;
     assert_eq!(login.status, Status::Unauthorized);
 }
+
+#[rocket::async_test]
+async fn a_search_past_its_time_limit_is_stopped_and_its_connection_serves_on() {
+    use rocket_db_pools::Database;
+    use roster::db::{sessions::TokenClaims, users, Conn, Db, DbError};
+    use std::time::Duration;
+
+    let app = TestApp::spawn().await;
+    let viewer = app.admin("viewer").await;
+    let db = Db::fetch(app.client.rocket()).expect("database attached");
+    let mut conn = db.acquire().await.unwrap();
+    // Thirty thousand users, so that a two-letter search that matches none
+    // (a scan of them all) runs well past a millisecond on either backend.
+    match conn.conn() {
+        Conn::Sqlite(c) => sqlx::query(
+            "INSERT INTO users (username, email, password_hash, created_at, updated_at) \
+             WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 30000) \
+             SELECT 'a' || i, 'a' || i || '@example.com', 'x', \
+                    '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z' FROM n",
+        )
+        .execute(c)
+        .await
+        .map(drop),
+        Conn::Postgres(c) => sqlx::query(
+            "INSERT INTO users (username, email, password_hash, created_at, updated_at) \
+             SELECT 'a' || i, 'a' || i || '@example.com', 'x', now(), now() \
+             FROM generate_series(1, 30000) i",
+        )
+        .execute(c)
+        .await
+        .map(drop),
+    }
+    .expect("users inserted");
+    let claims = crate::auth::decode_unverified(&viewer.token);
+    let token = TokenClaims {
+        user_id: viewer.id,
+        session_id: claims["sid"].as_str().unwrap(),
+        version: claims["ver"].as_i64().unwrap(),
+    };
+
+    let stopped = users::search(conn.conn(), &token, "zz", (0, 10), Duration::from_millis(1)).await;
+    assert!(
+        matches!(stopped, Err(DbError::TimedOut(_))),
+        "a search past its limit is stopped: {:?}",
+        stopped.map(|rows| rows.len())
+    );
+    // The limit ended with that statement: on the same connection a slow
+    // statement of another kind, then the same search with time enough, run.
+    let slow: i64 = match conn.conn() {
+        Conn::Sqlite(c) => {
+            sqlx::query_scalar(
+                // Thousands of steps: a handler left behind would stop it.
+                "SELECT count(*) FROM users WHERE instr(email, 'zz') = 0",
+            )
+            .fetch_one(c)
+            .await
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_scalar("SELECT count(*) FROM (SELECT pg_sleep(0.05)) s")
+                .fetch_one(c)
+                .await
+        }
+    }
+    .expect("no limit left on the connection");
+    assert!(slow >= 1);
+    let found = users::search(conn.conn(), &token, "a", (0, 10), Duration::from_secs(60))
+        .await
+        .expect("the search runs");
+    assert_eq!(found.len(), 10);
+
+    // Over HTTP a stopped search is a 503 that says what to do.
+    let err = roster::error::ApiError::from(DbError::TimedOut(sqlx::Error::PoolTimedOut));
+    assert_eq!(err.status(), Status::ServiceUnavailable);
+    assert!(err.to_string().contains("narrow"), "{err}");
+}

@@ -316,13 +316,13 @@ impl OpenApiResponderInner for ApiError {
                 "The resource does not exist (or is not visible to you).",
             ),
             (
-                409,
-                "The change conflicts with existing data (a taken name, the last admin).",
-            ),
-            (
                 408,
                 "The request body stopped arriving (nothing for 10 s; for an upload, \
                  `upload.idle_timeout` seconds).",
+            ),
+            (
+                409,
+                "The change conflicts with existing data (a taken name, the last admin).",
             ),
             (413, "The request body is over the configured limit."),
             (415, "The request body is not of a supported content type."),

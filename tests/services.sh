@@ -82,6 +82,15 @@ ensure_python_tools() {
     printf '%s\n' "$venv/bin/python"
 }
 
+# nginx, which the fault tests run in front of Roster with
+# deploy/nginx/roster.conf (a private instance on a free port; the package's
+# own service is never started or used).
+ensure_nginx() {
+    if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
+        apt_install nginx-light
+    fi
+}
+
 ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1; then
         apt_install redis-server

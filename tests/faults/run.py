@@ -14,8 +14,13 @@
    the process exits 0.
 5. Abusive requests on the wire (huge or many headers, invalid UTF-8 in the
    path and query, unknown methods): 4xx, never a 5xx or a crash.
+6. Slow connections (slowloris): against Roster alone (its file descriptors
+   limited to 256, as a small container would), connections that dribble
+   their headers are never cut and soon no one else is served; behind
+   deploy/nginx/roster.conf (this very file, ports rewritten) nginx cuts
+   them after client_header_timeout and everyone else is served throughout.
 
-Usage: run.py --binary target/release/roster --postgres-url URL --artifacts DIR
+Usage: run.py --binary target/release/roster --postgres-url URL --artifacts DIR [--only N ...]
 Only 127.0.0.1 is used. The shared PostgreSQL is never stopped: test 1 makes
 its own cluster with initdb, test 2 its own database.
 """
@@ -24,6 +29,8 @@ import argparse
 import glob
 import json
 import os
+import re
+import resource
 import shutil
 import signal
 import socket
@@ -78,10 +85,14 @@ def call(method, url, body=None, token=None, timeout=30):
         return 0, str(err)
 
 
+REPO = Path(__file__).resolve().parents[2]
+
+
 class Server:
-    def __init__(self, binary, workdir, database_url, env=None, log_name="server.log"):
+    def __init__(self, binary, workdir, database_url, env=None, log_name="server.log", max_files=None):
         self.binary, self.workdir, self.database_url = binary, workdir, database_url
         self.extra = env or {}
+        self.max_files = max_files
         self.log_path = Path(workdir) / log_name
         self.start()
 
@@ -94,7 +105,11 @@ class Server:
                    ROCKET_CLI_COLORS="false", DATABASE_URL=self.database_url)
         env.update(self.extra)
         self.log = open(self.log_path, "a")
-        self.process = subprocess.Popen([self.binary], cwd=self.workdir, env=env, stdout=self.log, stderr=subprocess.STDOUT)
+        limit_files = None
+        if self.max_files:
+            limit_files = lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (self.max_files, self.max_files))
+        self.process = subprocess.Popen([self.binary], cwd=self.workdir, env=env, stdout=self.log,
+                                        stderr=subprocess.STDOUT, preexec_fn=limit_files)
         deadline = time.time() + 60
         while time.time() < deadline:
             if self.process.poll() is not None:
@@ -395,30 +410,186 @@ def abusive_requests(binary, workdir):
         server.stop()
 
 
+class Nginx:
+    """nginx running deploy/nginx/roster.conf in front of `upstream_port`."""
+
+    def __init__(self, workdir, upstream_port):
+        prefix = Path(workdir) / "nginx"
+        for sub in ("", "temp"):
+            (prefix / sub).mkdir(parents=True, exist_ok=True)
+        self.port = free_port()
+        conf = (REPO / "deploy/nginx/roster.conf").read_text()
+        conf, listens = re.subn(r"^(\s*)listen 80;", rf"\1listen 127.0.0.1:{self.port};", conf, flags=re.M)
+        conf, upstreams = re.subn(r"^(\s*)server 127\.0\.0\.1:8000;", rf"\1server 127.0.0.1:{upstream_port};",
+                                  conf, flags=re.M)
+        if (listens, upstreams) != (1, 1):
+            raise SystemExit("deploy/nginx/roster.conf: expected one `listen 80;` and one `server 127.0.0.1:8000;`")
+        (prefix / "roster.conf").write_text(conf)
+        temp = prefix / "temp"
+        user = "root root" if os.geteuid() == 0 else ""
+        (prefix / "nginx.conf").write_text(f"""
+{"user " + user + ";" if user else ""}
+worker_processes 1;
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log;
+events {{ worker_connections 4096; }}
+http {{
+    access_log {prefix}/access.log;
+    client_body_temp_path {temp}/body;
+    proxy_temp_path {temp}/proxy;
+    fastcgi_temp_path {temp}/fastcgi;
+    uwsgi_temp_path {temp}/uwsgi;
+    scgi_temp_path {temp}/scgi;
+    include {prefix}/roster.conf;
+}}
+""")
+        self.log = open(Path(workdir) / "nginx.log", "a")
+        nginx = shutil.which("nginx") or "/usr/sbin/nginx"
+        self.process = subprocess.Popen([nginx, "-p", str(prefix), "-c", str(prefix / "nginx.conf"),
+                                         "-g", "daemon off;"], stdout=self.log, stderr=subprocess.STDOUT)
+        deadline = time.time() + 20
+        while call("GET", f"http://127.0.0.1:{self.port}/health/live", timeout=1)[0] != 200:
+            if self.process.poll() is not None or time.time() > deadline:
+                raise SystemExit(f"nginx did not start; see {workdir}/nginx.log and {prefix}/error.log")
+            time.sleep(0.2)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=30)
+
+
+class Slowloris:
+    """`count` connections that send a request line, then one more header
+    line every second, and never finish."""
+
+    def __init__(self, port, count):
+        self.socks = []
+        for _ in range(count):
+            sock = socket.create_connection(("127.0.0.1", port), timeout=5)
+            sock.sendall(b"GET /health/live HTTP/1.1\r\nHost: 127.0.0.1\r\n")
+            sock.setblocking(False)
+            self.socks.append(sock)
+        self.closed = set()
+        self.running = True
+        self.thread = threading.Thread(target=self.dribble, daemon=True)
+        self.thread.start()
+
+    def dribble(self):
+        n = 0
+        while self.running:
+            n += 1
+            for i, sock in enumerate(self.socks):
+                if i in self.closed:
+                    continue
+                try:
+                    if sock.recv(4096) == b"":
+                        self.closed.add(i)
+                        continue
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.closed.add(i)
+                    continue
+                try:
+                    sock.send(b"X-Slow-%d: x\r\n" % n)
+                except BlockingIOError:
+                    pass
+                except OSError:
+                    self.closed.add(i)
+            time.sleep(1)
+
+    def still_open(self):
+        return len(self.socks) - len(self.closed)
+
+    def stop(self):
+        self.running = False
+        self.thread.join()
+        for sock in self.socks:
+            sock.close()
+
+
+def slow_connections(binary, workdir):
+    print("6. Slow connections (slowloris)")
+    count, files, wait = 300, 256, 15
+    alone = Server(binary, workdir, f"sqlite://{workdir}/slow.db?mode=rwc", log_name="slow.log", max_files=files)
+    try:
+        attack = Slowloris(alone.port, count)
+        time.sleep(3)
+        served = call("GET", f"{alone.base}/health/live", timeout=5)[0]
+        check(served != 200, f"Roster alone, {count} slow connections: another client is not served ({served})")
+        time.sleep(wait - 3)
+        open_now = attack.still_open()
+        check(open_now == count, f"Roster alone cuts none of them in {wait} s: {open_now} of {count} open")
+        attack.stop()
+        recovered = 0
+        for _ in range(50):
+            recovered = call("GET", f"{alone.base}/health/live", timeout=2)[0]
+            if recovered == 200:
+                break
+            time.sleep(0.2)
+        check(recovered == 200, "and it serves again once they go")
+    finally:
+        alone.stop()
+
+    behind = Server(binary, workdir, f"sqlite://{workdir}/slow.db?mode=rwc", log_name="slow-nginx.log",
+                    max_files=files, env={"ROCKET_TRUSTED_PROXIES": '["127.0.0.1"]'})
+    nginx = Nginx(workdir, behind.port)
+    front = f"http://127.0.0.1:{nginx.port}"
+    try:
+        attack = Slowloris(nginx.port, count)
+        statuses = []
+        started = time.time()
+        while time.time() - started < wait:
+            statuses.append(call("GET", f"{front}/health/live", timeout=5)[0])
+            time.sleep(1)
+        check(statuses and all(s == 200 for s in statuses),
+              f"behind nginx, {count} slow connections: everyone else is served ({len(statuses)} requests, "
+              f"statuses {sorted(set(statuses))})")
+        open_now = attack.still_open()
+        check(open_now == 0, f"nginx cut the slow connections after client_header_timeout: {open_now} of {count} open")
+        attack.stop()
+        status, body = call("POST", f"{front}/api/v1/users",
+                            {"username": "slowpoke", "email": "slowpoke@example.com", "password": PASSWORD})
+        check(status == 201, f"a registration through nginx: {status}")
+    finally:
+        nginx.stop()
+        behind.stop()
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
     parser.add_argument("--postgres-url", required=True)
     parser.add_argument("--artifacts", required=True)
+    parser.add_argument("--only", type=int, action="append", help="run only test N (repeatable)")
     args = parser.parse_args()
+    wanted = lambda n: not args.only or n in args.only
     binary = str(Path(args.binary).resolve())
     artifacts = Path(args.artifacts)
     artifacts.mkdir(parents=True, exist_ok=True)
     started = time.time()
     with tempfile.TemporaryDirectory(prefix="roster-faults-") as workdir:
         try:
-            postgres_stopped_mid_flight(binary, workdir)
-            kill_during_registrations(binary, workdir, f"sqlite://{workdir}/kill.db?mode=rwc", "SQLite")
-            name = f"roster_faults_{os.getpid()}"
-            subprocess.run(["psql", args.postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-            try:
-                pg = args.postgres_url.rsplit("/", 1)[0] + f"/{name}"
-                kill_during_registrations(binary, workdir, pg, "PostgreSQL")
-            finally:
-                subprocess.run(["psql", args.postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
-            smtp_and_redis_down(binary, workdir)
-            sigterm_under_load(binary, workdir)
-            abusive_requests(binary, workdir)
+            if wanted(1):
+                postgres_stopped_mid_flight(binary, workdir)
+            if wanted(2):
+                kill_during_registrations(binary, workdir, f"sqlite://{workdir}/kill.db?mode=rwc", "SQLite")
+                name = f"roster_faults_{os.getpid()}"
+                subprocess.run(["psql", args.postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+                try:
+                    pg = args.postgres_url.rsplit("/", 1)[0] + f"/{name}"
+                    kill_during_registrations(binary, workdir, pg, "PostgreSQL")
+                finally:
+                    subprocess.run(["psql", args.postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"],
+                                   check=False)
+            if wanted(3):
+                smtp_and_redis_down(binary, workdir)
+            if wanted(4):
+                sigterm_under_load(binary, workdir)
+            if wanted(5):
+                abusive_requests(binary, workdir)
+            if wanted(6):
+                slow_connections(binary, workdir)
         finally:
             for log in Path(workdir).glob("*.log"):
                 shutil.copy(log, artifacts / log.name)

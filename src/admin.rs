@@ -1,4 +1,5 @@
-//! `roster admin create`: the first administrator, from the command line.
+//! The commands that run once and exit: `roster migrate`, and
+//! `roster admin create` (the first administrator).
 
 use rocket::figment::Figment;
 
@@ -30,31 +31,40 @@ fn field(name: &'static str) -> impl Fn(Invalid) -> AdminError {
     }
 }
 
+/// What `admin create` did.
+pub enum Created {
+    New(UserRecord),
+    /// `--if-missing`, and an admin of that username was there already.
+    Existing(UserRecord),
+}
+
 /// Creates an active admin after running migrations. A taken username or
-/// email, or a value that breaks the API's rules (README), is an error and nothing is
-/// written.
+/// email, or a value that breaks the API's rules (README), is an error and
+/// nothing is written; with `if_missing`, an existing admin of that username
+/// is success (a user who is not an admin is still an error).
 pub async fn create_admin(
     figment: &Figment,
     username: String,
     email: String,
     password: String,
-) -> Result<UserRecord, AdminError> {
+    if_missing: bool,
+) -> Result<Created, AdminError> {
     let username = Username::parse(username).map_err(field("username"))?;
     let email = Email::parse(email).map_err(field("email"))?;
     let password = Password::parse(password).map_err(field("password"))?;
 
-    let settings: Settings = figment
-        .extract()
-        .map_err(|e| AdminError::Config(e.to_string()))?;
-    settings.validate().map_err(AdminError::Config)?;
-    let db_config: rocket_db_pools::Config = figment
-        .focus("databases.roster")
-        .join(("max_connections", 2))
-        .extract()
-        .map_err(|e| AdminError::Config(e.to_string()))?;
-
-    let pool = DbPool::connect(&db_config).await?;
+    let settings = Settings::read(figment).map_err(|e| AdminError::Config(e.0))?;
+    let pool = DbPool::for_command(figment).await?;
     pool.migrate().await?;
+    if if_missing {
+        let mut conn = pool.acquire().await?;
+        let existing = users::find_by_username(conn.conn(), username.as_str()).await?;
+        drop(conn);
+        if let Some(user) = existing.filter(|user| user.role == Role::Admin) {
+            pool.close_all().await;
+            return Ok(Created::Existing(user));
+        }
+    }
     let hash = PasswordHasher::new(
         settings.bcrypt_cost,
         std::time::Duration::from_secs(settings.bcrypt_queue_timeout),
@@ -77,5 +87,15 @@ pub async fn create_admin(
     .await?;
     tx.commit().await?;
     pool.close_all().await;
-    Ok(user)
+    Ok(Created::New(user))
+}
+
+/// Applies the pending migrations (`roster migrate`): what serving does at
+/// start unless `migrate_on_start = false`.
+pub async fn migrate(figment: &Figment) -> Result<(), AdminError> {
+    Settings::read(figment).map_err(|e| AdminError::Config(e.0))?;
+    let pool = DbPool::for_command(figment).await?;
+    let done = pool.migrate().await;
+    pool.close_all().await;
+    Ok(done?)
 }

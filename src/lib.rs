@@ -94,7 +94,7 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         // password hasher works.
         .attach(startup::password_hasher())
         .attach(Db::init())
-        .attach(startup::migrations())
+        .attach(startup::database())
         .attach(startup::upload_storage())
         // Once serving: background work, and the line that says where.
         .attach(auth::pruner::fairing())

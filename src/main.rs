@@ -1,7 +1,7 @@
 //! The `roster` binary: serves by default; `roster admin create` makes an
 //! administrator.
 
-use std::io::{BufRead, IsTerminal};
+use std::io::{BufRead, IsTerminal, Write};
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
@@ -22,7 +22,7 @@ static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 /// Configuration comes from Rocket.toml (optional), ROCKET_* variables and
 /// DATABASE_URL (SQLite by default: ./roster.db).
 #[derive(Parser)]
-#[command(name = "roster", version)]
+#[command(name = "roster", version = concat!(env!("CARGO_PKG_VERSION"), " (commit ", env!("ROSTER_COMMIT"), ")"))]
 struct Cli {
     #[command(subcommand)]
     command: Option<Command>,
@@ -30,13 +30,28 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Serve the API (the default when no command is given).
+    /// Serve the API (the default when no command is given); runs pending
+    /// migrations first unless migrate_on_start = false.
     Serve,
+    /// Apply pending migrations and exit.
+    Migrate,
+    /// Check the configuration.
+    Config {
+        #[command(subcommand)]
+        command: ConfigCommand,
+    },
     /// Manage administrators.
     Admin {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum ConfigCommand {
+    /// Validate the configuration as serving would and print the effective
+    /// settings, secrets redacted; touches nothing.
+    Check,
 }
 
 #[derive(Subcommand)]
@@ -50,17 +65,77 @@ enum AdminCommand {
         /// The admin's email address.
         #[arg(long)]
         email: String,
+        /// Succeed when an admin of that username exists already (a user
+        /// who is not an admin is still an error).
+        #[arg(long)]
+        if_missing: bool,
     },
 }
 
-#[rocket::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    // The runtime is sized from the configuration (`workers`,
+    // `max_blocking`): a value it cannot start with is refused first, as a
+    // configuration error, instead of a panic.
+    if let Err(err) = roster::config::check_runtime(&roster::config::figment()) {
+        eprintln!("roster: {err}");
+        return ExitCode::from(BAD_CONFIG);
+    }
+    rocket::async_main(run(cli))
+}
+
+async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
+        Command::Migrate => migrate().await,
+        Command::Config {
+            command: ConfigCommand::Check,
+        } => config_check(),
         Command::Admin {
-            command: AdminCommand::Create { username, email },
-        } => create_admin(username, email).await,
+            command:
+                AdminCommand::Create {
+                    username,
+                    email,
+                    if_missing,
+                },
+        } => create_admin(username, email, if_missing).await,
+    }
+}
+
+/// The exit status of a configuration Roster refuses.
+const BAD_CONFIG: u8 = 2;
+
+fn config_check() -> ExitCode {
+    match roster::config::effective(&roster::config::figment()) {
+        Ok(settings) => match writeln!(std::io::stdout(), "{settings}") {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(err) => {
+                eprintln!("roster: could not print the settings: {err}");
+                ExitCode::FAILURE
+            }
+        },
+        Err(err) => {
+            eprintln!("roster: {err}");
+            ExitCode::from(BAD_CONFIG)
+        }
+    }
+}
+
+async fn migrate() -> ExitCode {
+    match roster::admin::migrate(&roster::config::figment()).await {
+        Ok(()) => {
+            eprintln!("roster: the database is up to date");
+            ExitCode::SUCCESS
+        }
+        Err(err) => fail(err),
+    }
+}
+
+fn fail(err: roster::admin::AdminError) -> ExitCode {
+    eprintln!("roster: {err}");
+    match err {
+        roster::admin::AdminError::Config(_) => ExitCode::from(BAD_CONFIG),
+        _ => ExitCode::FAILURE,
     }
 }
 
@@ -69,7 +144,7 @@ async fn serve() -> ExitCode {
         Ok(rocket) => rocket,
         Err(err) => {
             eprintln!("roster: {err}");
-            return ExitCode::from(2);
+            return ExitCode::from(BAD_CONFIG);
         }
     };
     match rocket.launch().await {
@@ -86,7 +161,7 @@ async fn serve() -> ExitCode {
     }
 }
 
-async fn create_admin(username: String, email: String) -> ExitCode {
+async fn create_admin(username: String, email: String, if_missing: bool) -> ExitCode {
     let password = match read_password() {
         Ok(password) => password,
         Err(err) => {
@@ -95,15 +170,20 @@ async fn create_admin(username: String, email: String) -> ExitCode {
         }
     };
     let figment = roster::config::figment();
-    match roster::admin::create_admin(&figment, username, email, password).await {
-        Ok(user) => {
+    let created = roster::admin::create_admin(&figment, username, email, password, if_missing);
+    match created.await {
+        Ok(roster::admin::Created::New(user)) => {
             eprintln!("created admin {:?} (id {})", user.username, user.id);
             ExitCode::SUCCESS
         }
-        Err(err) => {
-            eprintln!("roster: {err}");
-            ExitCode::FAILURE
+        Ok(roster::admin::Created::Existing(user)) => {
+            eprintln!(
+                "admin {:?} (id {}) exists already: nothing to do",
+                user.username, user.id
+            );
+            ExitCode::SUCCESS
         }
+        Err(err) => fail(err),
     }
 }
 

@@ -53,6 +53,24 @@ impl fmt::Debug for CredentialUrl {
     }
 }
 
+/// `url` with the password of its user info replaced by `***`
+/// (`postgres://roster:***@db:5432/roster`), for printing.
+pub fn redact_url(url: &str) -> String {
+    let Some((scheme, rest)) = url.split_once("://") else {
+        return url.to_owned();
+    };
+    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+    let (authority, tail) = rest.split_at(authority_end);
+    match authority.rsplit_once('@') {
+        Some((user_info, host)) => {
+            let user = user_info.split(':').next().unwrap_or_default();
+            let password = if user_info.contains(':') { ":***" } else { "" };
+            format!("{scheme}://{user}{password}@{host}{tail}")
+        }
+        None => url.to_owned(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -73,6 +91,28 @@ mod tests {
         assert_eq!(
             format!("{:?}", CredentialUrl::new("smtp://localhost:25")),
             "\"smtp://localhost:25\""
+        );
+    }
+
+    #[test]
+    fn urls_print_without_their_password() {
+        assert_eq!(
+            redact_url("postgres://roster:hunter2@db.example.com:5432/roster?sslmode=require"),
+            "postgres://roster:***@db.example.com:5432/roster?sslmode=require"
+        );
+        assert_eq!(redact_url("smtp://mail:25"), "smtp://mail:25");
+        assert_eq!(
+            redact_url("redis://:pw@cache:6379"),
+            "redis://:***@cache:6379"
+        );
+        assert_eq!(
+            redact_url("sqlite://roster.db?mode=rwc"),
+            "sqlite://roster.db?mode=rwc"
+        );
+        assert_eq!(
+            redact_url("smtp://user@host:587/x@y"),
+            "smtp://user@host:587/x@y",
+            "an @ after the host is not user info"
         );
     }
 }

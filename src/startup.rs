@@ -1,6 +1,8 @@
 //! What runs once at start, in the order `build_rocket` attaches it: the
-//! database's migrations, the upload directory's repair, bcrypt's self-test,
-//! and the line that says where Roster listens.
+//! database waited for and migrated, the upload directory's repair, bcrypt's
+//! self-test, and the line that says where Roster listens.
+
+use std::time::Duration;
 
 use rocket::fairing::AdHoc;
 use rocket::{Build, Orbit, Rocket};
@@ -31,15 +33,39 @@ pub fn token_keys(settings: &Settings) -> Result<TokenKeys, ConfigError> {
     Ok(keys)
 }
 
-/// Brings the database's schema up to date.
-pub fn migrations() -> AdHoc {
-    AdHoc::try_on_ignite("Database migrations", |rocket| {
+/// Waits for the database (`databases.roster.startup_timeout`), then
+/// brings its schema up to date unless `migrate_on_start = false`.
+pub fn database() -> AdHoc {
+    AdHoc::try_on_ignite("Database", |rocket| {
         Box::pin(async move {
-            let Some(db) = Db::fetch(&rocket) else {
+            let (Some(db), Some(settings)) = (Db::fetch(&rocket), rocket.state::<Settings>())
+            else {
                 return Err(rocket);
             };
             let pool: &DbPool = db;
-            match pool.migrate().await {
+            let patience = rocket
+                .figment()
+                .extract_inner::<u64>("databases.roster.startup_timeout")
+                .unwrap_or(30);
+            let done = async {
+                let failed = |err: crate::db::DbError| err.to_string();
+                pool.wait_ready(Duration::from_secs(patience))
+                    .await
+                    .map_err(failed)?;
+                if settings.migrate_on_start {
+                    return pool.migrate().await.map_err(failed);
+                }
+                // Serving a schema this binary does not expect would fail
+                // request by request: refuse to start instead.
+                match pool.pending_migrations().await.map_err(failed)?.as_slice() {
+                    [] => Ok(()),
+                    pending => Err(format!(
+                        "the database lacks migrations {pending:?} and migrate_on_start is \
+                         false: run `roster migrate` first"
+                    )),
+                }
+            };
+            match done.await {
                 Ok(()) => Ok(rocket),
                 Err(err) => {
                     error!("{err}");

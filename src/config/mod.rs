@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 
 pub use crate::secret::{CredentialUrl, Secret};
 
+mod keys;
+
 /// The default database: a SQLite file in the working directory.
 pub const DEFAULT_DATABASE_URL: &str = "sqlite://roster.db?mode=rwc";
 
@@ -45,6 +47,9 @@ pub struct Settings {
     pub cors: CorsSettings,
     pub smtp: SmtpSettings,
     pub upload: UploadSettings,
+    /// Run pending migrations when serving starts (else `roster migrate`
+    /// must have run them).
+    pub migrate_on_start: bool,
 }
 
 /// Where uploads are stored and how big they may be.
@@ -158,6 +163,7 @@ impl Default for Settings {
             cors: CorsSettings::default(),
             smtp: SmtpSettings::default(),
             upload: UploadSettings::default(),
+            migrate_on_start: true,
         }
     }
 }
@@ -166,13 +172,25 @@ impl Settings {
     /// Reads every setting from `figment`, Rocket's own included, and checks
     /// them: the application is built only from settings that passed.
     pub fn load(figment: &Figment) -> Result<Settings, ConfigError> {
-        let invalid = |err: rocket::figment::Error| ConfigError(err.to_string());
-        figment.extract::<rocket::Config>().map_err(invalid)?;
-        let settings: Settings = figment.extract().map_err(invalid)?;
+        let settings = Settings::read(figment)?;
         settings
-            .validate()
-            .and_then(|()| settings.require_secret(figment.profile().as_str().as_str()))
+            .require_secret(figment.profile().as_str().as_str())
             .map_err(ConfigError)?;
+        Ok(settings)
+    }
+
+    /// What [`Settings::load`] checks but the secret, for the commands
+    /// that sign no token (`migrate`, `admin create`): no unknown key or
+    /// profile section, every value of its type, and valid.
+    pub fn read(figment: &Figment) -> Result<Settings, ConfigError> {
+        keys::check(figment, &known())?;
+        let invalid = |err: rocket::figment::Error| ConfigError(err.to_string());
+        check_runtime(figment)?;
+        figment
+            .extract_inner::<u64>("databases.roster.startup_timeout")
+            .map_err(invalid)?;
+        let settings: Settings = figment.extract().map_err(invalid)?;
+        settings.validate().map_err(ConfigError)?;
         Ok(settings)
     }
 
@@ -267,13 +285,13 @@ impl Settings {
         Ok(())
     }
 
-    /// The secret the release profile insists on.
+    /// The secret every profile but `debug` insists on.
     pub fn require_secret(&self, profile: &str) -> Result<(), String> {
-        if profile == "release" && self.jwt_secret.is_none() {
+        if profile != "debug" && self.jwt_secret.is_none() {
             return Err(format!(
-                "the release profile needs a jwt_secret of at least {MIN_SECRET_BYTES} bytes: \
-                 set ROCKET_JWT_SECRET (for example to the output of `openssl rand -hex 32`) \
-                 or jwt_secret in Rocket.toml"
+                "the {profile} profile needs a jwt_secret of at least {MIN_SECRET_BYTES} bytes \
+                 (only the debug profile makes a random one): set ROCKET_JWT_SECRET (for \
+                 example to the output of `openssl rand -hex 32`) or jwt_secret in Rocket.toml"
             ));
         }
         Ok(())
@@ -298,6 +316,67 @@ fn defaults() -> Figment {
         // The pool gives up waiting for a connection after this many seconds,
         // so a dead database becomes a prompt 503, not a hang.
         .merge(Serialized::default("databases.roster.connect_timeout", 3))
+        // How long start-up keeps trying an unreachable database.
+        .merge(Serialized::default("databases.roster.startup_timeout", 30))
+}
+
+/// Rocket's settings that size the runtime, which Rocket would otherwise
+/// refuse with a panic.
+pub fn check_runtime(figment: &Figment) -> Result<(), ConfigError> {
+    let config: rocket::Config = figment
+        .extract()
+        .map_err(|err| ConfigError(err.to_string()))?;
+    if config.workers == 0 || config.max_blocking == 0 {
+        return Err(ConfigError(format!(
+            "workers and max_blocking must be at least 1, got {} and {}",
+            config.workers, config.max_blocking
+        )));
+    }
+    Ok(())
+}
+
+/// The effective configuration of `figment`, checked as serving checks it,
+/// as `roster config check` prints it: pretty JSON, with `jwt_secret` and
+/// the passwords in URLs redacted.
+pub fn effective(figment: &Figment) -> Result<String, ConfigError> {
+    let settings = Settings::load(figment)?;
+    let invalid = |err: rocket::figment::Error| ConfigError(err.to_string());
+    let rocket: rocket::Config = figment.extract().map_err(invalid)?;
+    let database: serde_json::Value = figment.extract_inner("databases.roster").map_err(invalid)?;
+    let json = |value: Result<serde_json::Value, serde_json::Error>| {
+        value.map_err(|err| ConfigError(format!("printing the settings: {err}")))
+    };
+    let mut all = json(serde_json::to_value(&rocket))?;
+    let ours = json(serde_json::to_value(&settings))?;
+    if let (Some(all), serde_json::Value::Object(ours)) = (all.as_object_mut(), ours) {
+        all.extend(ours);
+        all.insert("profile".into(), figment.profile().as_str().as_str().into());
+        all.insert(
+            "databases".into(),
+            serde_json::json!({ "roster": database }),
+        );
+    }
+    if settings.jwt_secret.is_some() {
+        all["jwt_secret"] = "***".into();
+    }
+    for pointer in [
+        "/smtp/url",
+        "/databases/roster/url",
+        "/rate_limit/redis_url",
+    ] {
+        if let Some(url) = all.pointer_mut(pointer) {
+            if let Some(text) = url.as_str() {
+                *url = crate::secret::redact_url(text).into();
+            }
+        }
+    }
+    serde_json::to_string_pretty(&all).map_err(|err| ConfigError(err.to_string()))
+}
+
+/// A figment holding every key Roster or Rocket reads, each at its default:
+/// what a given configuration's keys are checked against.
+fn known() -> Figment {
+    Figment::from(rocket::Config::default()).merge(defaults())
 }
 
 /// The figment the `roster` binary runs with.
@@ -305,7 +384,11 @@ pub fn figment() -> Figment {
     let mut figment = Figment::from(rocket::Config::default())
         .merge(defaults())
         .merge(Toml::file(Env::var_or("ROCKET_CONFIG", "Rocket.toml")).nested())
-        .merge(Env::prefixed("ROCKET_").ignore(&["PROFILE"]).global());
+        .merge(
+            Env::prefixed("ROCKET_")
+                .ignore(&["PROFILE", "CONFIG"])
+                .global(),
+        );
     if let Ok(url) = std::env::var("DATABASE_URL") {
         if !url.trim().is_empty() {
             figment = figment.merge(("databases.roster.url", url));

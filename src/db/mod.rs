@@ -340,6 +340,61 @@ impl DbPool {
         }
     }
 
+    /// The pool of `figment`'s `databases.roster`, for a command that runs
+    /// once (`migrate`, `admin create`): two connections, and the database
+    /// waited for as serving does.
+    pub async fn for_command(figment: &Figment) -> Result<DbPool, DbError> {
+        let focused = figment.focus("databases.roster");
+        let config: rocket_db_pools::Config = focused
+            .clone()
+            .join(("max_connections", 2))
+            .extract()
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        let startup_timeout: u64 = focused
+            .extract_inner("startup_timeout")
+            .map_err(|e| DbError::Config(e.to_string()))?;
+        let pool = DbPool::connect(&config).await?;
+        pool.wait_ready(Duration::from_secs(startup_timeout))
+            .await?;
+        Ok(pool)
+    }
+
+    /// Waits up to `patience` for a first connection while the database is
+    /// unreachable (refused, timed out, starting up), logging each failed
+    /// try with where to and why; any other failure (a certificate, a
+    /// password) ends the wait at once, as retrying cannot mend it.
+    pub async fn wait_ready(&self, patience: Duration) -> Result<(), DbError> {
+        let started = std::time::Instant::now();
+        loop {
+            let err = match self.acquire().await {
+                Ok(_) => return Ok(()),
+                Err(err) => err,
+            };
+            let retry = match &err {
+                DbError::Unavailable(sqlx::Error::Database(db)) => {
+                    matches!(db.code().as_deref(), Some("57P03" | "53300"))
+                }
+                DbError::Unavailable(_) => true,
+                _ => false,
+            };
+            let err = self.first_connection_error(err);
+            let left = patience.saturating_sub(started.elapsed());
+            if !retry || left.is_zero() {
+                return Err(err);
+            }
+            log::warn!("{err}; retrying for {} s more", left.as_secs().max(1));
+            rocket::tokio::time::sleep(Duration::from_secs(1).min(left)).await;
+        }
+    }
+
+    /// A failure to reach the database, told with where to and why.
+    fn first_connection_error(&self, err: DbError) -> DbError {
+        match err {
+            DbError::Unavailable(err) | DbError::Query(err) => DbError::connect(self, err),
+            other => other,
+        }
+    }
+
     /// Applies the embedded migrations of this backend.
     pub async fn migrate(&self) -> Result<(), DbError> {
         // On a pool of one connection of its own: sqlx's `Migrator::run`
@@ -348,10 +403,10 @@ impl DbPool {
         // held open meanwhile, so that an in-memory SQLite database (one per
         // set of options, alive while a connection to it is) outlives the
         // migrations.
-        let _alive = self.acquire().await.map_err(|err| match err {
-            DbError::Unavailable(err) | DbError::Query(err) => DbError::connect(self, err),
-            other => other,
-        })?;
+        let _alive = self
+            .acquire()
+            .await
+            .map_err(|err| self.first_connection_error(err))?;
         macro_rules! run {
             ($db:ty, $conns:expr, $migrator:expr) => {{
                 let pool = PoolOptions::<$db>::new()
@@ -369,6 +424,37 @@ impl DbPool {
             DbPool::Postgres(conns) => run!(sqlx::Postgres, conns, POSTGRES_MIGRATIONS),
         }
         Ok(())
+    }
+
+    /// The versions of the embedded migrations not yet applied to the
+    /// database (all of them on a database never migrated).
+    pub async fn pending_migrations(&self) -> Result<Vec<i64>, DbError> {
+        let mut conn = self.acquire().await?;
+        let (migrator, exists) = match self {
+            DbPool::Sqlite(_) => (
+                &SQLITE_MIGRATIONS,
+                "SELECT count(*) FROM sqlite_master WHERE name = '_sqlx_migrations'",
+            ),
+            DbPool::Postgres(_) => (
+                &POSTGRES_MIGRATIONS,
+                "SELECT count(*) FROM pg_tables WHERE tablename = '_sqlx_migrations' \
+                 AND schemaname = current_schema()",
+            ),
+        };
+        const APPLIED: &str = "SELECT version FROM _sqlx_migrations WHERE success";
+        let applied: Vec<i64> = on_conn!(conn.conn(), c => {
+            let tables: i64 = sqlx::query_scalar(exists).fetch_one(&mut *c).await?;
+            if tables == 0 {
+                Ok(Vec::new())
+            } else {
+                sqlx::query_scalar(APPLIED).fetch_all(c).await
+            }
+        })?;
+        Ok(migrator
+            .iter()
+            .map(|m| m.version)
+            .filter(|version| !applied.contains(version))
+            .collect())
     }
 
     pub async fn acquire(&self) -> Result<PooledConn, DbError> {

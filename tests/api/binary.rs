@@ -259,3 +259,228 @@ fn the_release_profile_refuses_to_start_without_a_jwt_secret() {
         "{stderr}"
     );
 }
+
+/// Runs `roster args...` in a fresh directory with `env`; its exit status,
+/// its output (stdout and stderr), and the directory.
+fn run(args: &[&str], env: &[(&str, &str)]) -> (Option<i32>, String, tempfile::TempDir) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut command = Command::new(BIN);
+    command
+        .current_dir(dir.path())
+        .args(args)
+        .env_remove("DATABASE_URL")
+        .env_remove("ROCKET_JWT_SECRET")
+        .env_remove("ROCKET_PROFILE")
+        .env("ROCKET_PORT", free_port().to_string())
+        .stdin(Stdio::null());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let out = command.output().expect("roster runs");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code(), text, dir)
+}
+
+#[test]
+fn a_typo_in_the_configuration_is_refused_with_exit_2_before_the_database_is_touched() {
+    let cases: &[(&[(&str, &str)], &str)] = &[
+        (
+            &[("ROCKET_RATE_LIMIT", "{per_minut=5}")],
+            "did you mean `rate_limit.per_minute`?",
+        ),
+        (&[("ROCKET_PORT", "eighty")], "\"PORT\" in `ROCKET_`"),
+        (&[("ROCKET_WORKERS", "0")], "workers"),
+        (
+            &[("ROCKET_PROFILE", "prod")],
+            "the prod profile needs a jwt_secret",
+        ),
+    ];
+    for (env, expected) in cases {
+        for command in [&["serve"][..], &["migrate"], &["config", "check"]] {
+            if command == ["migrate"] && expected.contains("jwt_secret") {
+                continue; // migrating signs no token: it needs no secret
+            }
+            let (status, text, dir) = run(command, env);
+            assert_eq!(status, Some(2), "{command:?} {env:?}: {text}");
+            assert!(text.contains(expected), "{command:?} {env:?}: {text}");
+            assert!(
+                !dir.path().join("roster.db").exists(),
+                "{command:?} {env:?}: nothing opened the database"
+            );
+        }
+    }
+    // The same checks for Rocket.toml: a key and a profile section.
+    let dir = tempfile::tempdir().unwrap();
+    for (toml, expected) in [
+        (
+            "[default]\nsmtp = { keep_sent_dayz = 3 }\n",
+            "did you mean `smtp.keep_sent_days`?",
+        ),
+        ("[relase]\nport = 80\n", "did you mean [release]?"),
+        ("[default\nport = 80\n", "TOML"),
+    ] {
+        std::fs::write(dir.path().join("Rocket.toml"), toml).unwrap();
+        let config = dir.path().join("Rocket.toml").display().to_string();
+        let (status, text, _) = run(&["serve"], &[("ROCKET_CONFIG", &config)]);
+        assert_eq!(status, Some(2), "{toml}: {text}");
+        assert!(text.contains(expected), "{toml}: {text}");
+        assert!(!text.contains("panicked"), "{toml}: {text}");
+    }
+}
+
+#[test]
+fn config_check_prints_the_effective_settings_without_secrets() {
+    let (status, text, dir) = run(
+        &["config", "check"],
+        &[
+            ("ROCKET_PROFILE", "release"),
+            ("ROCKET_JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret"),
+            (
+                "ROCKET_SMTP",
+                "{url=\"smtp://mailer:hunter2@127.0.0.1:2525\"}",
+            ),
+            (
+                "DATABASE_URL",
+                "postgres://roster:pa55word@127.0.0.1:1/roster",
+            ),
+            ("ROCKET_RATE_LIMIT", "{per_minute=7}"),
+        ],
+    );
+    assert_eq!(status, Some(0), "{text}");
+    let settings: Value = serde_json::from_str(&text).expect("JSON on stdout");
+    assert_eq!(settings["profile"], "release");
+    assert_eq!(settings["rate_limit"]["per_minute"], 7);
+    assert_eq!(
+        settings["rate_limit"]["login_per_minute"], 10,
+        "siblings keep their defaults"
+    );
+    assert_eq!(settings["jwt_secret"], "***");
+    assert_eq!(settings["smtp"]["url"], "smtp://mailer:***@127.0.0.1:2525");
+    assert_eq!(
+        settings["databases"]["roster"]["url"],
+        "postgres://roster:***@127.0.0.1:1/roster"
+    );
+    for secret in ["s3cret", "hunter2", "pa55word"] {
+        assert!(!text.contains(secret), "{secret} printed: {text}");
+    }
+    assert!(!dir.path().join("roster.db").exists());
+}
+
+#[rocket::async_test]
+async fn migrate_applies_the_migrations_and_serving_can_leave_them_to_it() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("roster.db");
+    let url = format!("sqlite://{}?mode=rwc", db.display());
+    let tables = || async {
+        let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+        let n: i64 = sqlx::query_scalar("SELECT count(*) FROM sqlite_master WHERE name = 'users'")
+            .fetch_one(&mut conn)
+            .await
+            .unwrap();
+        n
+    };
+
+    // Serving with migrate_on_start = false leaves the schema alone, and
+    // refuses to serve one it does not expect...
+    let (status, text, _) = run(
+        &["serve"],
+        &[("DATABASE_URL", &url), ("ROCKET_MIGRATE_ON_START", "false")],
+    );
+    assert_ne!(status, Some(0), "{text}");
+    assert!(text.contains("run `roster migrate` first"), "{text}");
+    assert_eq!(tables().await, 0, "no migration ran");
+
+    // ...for `roster migrate` (twice is fine), after which it serves.
+    for _ in 0..2 {
+        let (status, text, _) = run(&["migrate"], &[("DATABASE_URL", &url)]);
+        assert_eq!(status, Some(0), "{text}");
+        assert!(text.contains("up to date"), "{text}");
+    }
+    assert_eq!(tables().await, 1);
+    let server = Server::start(
+        dir.path(),
+        &[("DATABASE_URL", &url), ("ROCKET_MIGRATE_ON_START", "false")],
+    )
+    .await;
+    let created = reqwest::Client::new()
+        .post(format!("{}/api/v1/users", server.base))
+        .json(&json!({"username": "alice", "email": "alice@example.com", "password": "Passw0rd1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+}
+
+#[test]
+fn an_unreachable_database_is_retried_for_startup_timeout_and_named_with_its_cause() {
+    let port = free_port();
+    let url = format!("postgres://roster@127.0.0.1:{port}/roster");
+    let started = std::time::Instant::now();
+    let (status, text, _) = run(
+        &["serve"],
+        &[
+            ("DATABASE_URL", &url),
+            ("ROCKET_DATABASES", "{roster={startup_timeout=3}}"),
+            ("ROCKET_LOG_LEVEL", "normal"),
+        ],
+    );
+    let took = started.elapsed();
+    assert_ne!(status, Some(0), "{text}");
+    assert!(
+        took >= Duration::from_secs(3),
+        "gave up after {took:?}: {text}"
+    );
+    assert!(took < Duration::from_secs(30), "took {took:?}");
+    let target = format!("127.0.0.1:{port}");
+    let tries = text.matches("retrying").count();
+    assert!(tries >= 2, "each try is logged: {text}");
+    assert!(text.contains(&target), "names the host: {text}");
+    assert!(
+        text.to_lowercase().contains("refused"),
+        "names the cause: {text}"
+    );
+}
+
+#[test]
+fn admin_create_if_missing_succeeds_when_the_admin_exists() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("roster.db").display()
+    );
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("ROSTER_ADMIN_PASSWORD", "Passw0rd1"),
+    ];
+    let create = |extra: &[&str]| {
+        let mut args = vec![
+            "admin",
+            "create",
+            "--username",
+            "root",
+            "--email",
+            "root@example.com",
+        ];
+        args.extend_from_slice(extra);
+        run(&args, &env)
+    };
+    assert_eq!(create(&[]).0, Some(0));
+    let (status, text, _) = create(&[]);
+    assert_eq!(status, Some(1), "taken without --if-missing: {text}");
+    let (status, text, _) = create(&["--if-missing"]);
+    assert_eq!(status, Some(0), "{text}");
+    assert!(text.contains("exists already"), "{text}");
+}
+
+#[test]
+fn version_names_the_commit() {
+    let (status, text, _) = run(&["--version"], &[]);
+    assert_eq!(status, Some(0));
+    assert!(text.starts_with("roster 0."), "{text}");
+    assert!(text.contains("(commit "), "{text}");
+}

@@ -333,10 +333,13 @@ impl TestApp {
             username.to_owned(),
             format!("{}@example.com", username.to_lowercase()),
             PASSWORD.to_owned(),
+            false,
         )
         .await
+        .map(|created| match created {
+            roster::admin::Created::New(user) | roster::admin::Created::Existing(user) => user.id,
+        })
         .expect("admin created")
-        .id
     }
 }
 

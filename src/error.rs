@@ -55,6 +55,10 @@ pub struct ValidationErrorBody {
     pub detail: Vec<FieldError>,
 }
 
+/// Seconds a client is told to wait after a 503 of a dependency (the
+/// database) that cannot serve now.
+pub const UNAVAILABLE_RETRY_AFTER: u64 = 2;
+
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
     #[error("validation failed: {0:?}")]
@@ -248,6 +252,13 @@ impl<'r> Responder<'r, 'static> for ApiError {
             }
             ApiError::TooManyRequests { retry_after } | ApiError::Busy { retry_after } => {
                 response.header(Header::new("Retry-After", retry_after.to_string()));
+            }
+            // A dependency that cannot serve now: worth trying again soon.
+            ApiError::Unavailable(_) => {
+                response.header(Header::new(
+                    "Retry-After",
+                    UNAVAILABLE_RETRY_AFTER.to_string(),
+                ));
             }
             _ => {}
         }

@@ -237,11 +237,15 @@ impl From<sqlx::Error> for DbError {
                 }
                 let code = db.code().unwrap_or_default();
                 // PostgreSQL: connection exceptions (08...), shutdown or
-                // start-up (57P0x), too many connections (53300); SQLite:
-                // busy or locked past the busy timeout (5, 6 and extended).
+                // start-up (57P0x), insufficient resources such as too many
+                // connections (53...), a read-only standby after a failover
+                // (25006), a serialization failure or deadlock (40001,
+                // 40P01); SQLite: busy or locked past the busy timeout (5,
+                // 6 and extended). Each means "not now", not a bug.
                 let unavailable = code.starts_with("08")
                     || code.starts_with("57P0")
-                    || code == "53300"
+                    || code.starts_with("53")
+                    || matches!(code.as_ref(), "25006" | "40001" | "40P01")
                     || matches!(code.as_ref(), "5" | "6" | "261" | "517" | "262");
                 if unavailable {
                     if code.starts_with("08") || code.starts_with("57P0") {

@@ -32,4 +32,5 @@ async fn readiness_is_503_json_while_the_database_is_closed() {
     let users = app.get_as(&alice, "/api/v1/users").await;
     assert_eq!(users.status, Status::ServiceUnavailable);
     assert!(!users.text.contains("pool"), "no internals: {}", users.text);
+    assert_eq!(users.header("Retry-After"), Some("2"), "says when to retry");
 }

@@ -2,8 +2,8 @@
 """Fault tests against the real release binary and real services.
 
 1. PostgreSQL (a private cluster on a free port) stopped while requests are
-   in flight: requests fail fast with 503 JSON, readiness is 503, and once it
-   is back the same process serves again.
+   in flight: requests fail fast with 503 JSON and Retry-After, readiness is
+   503, and once it is back the same process serves again.
 2. kill -9 during a stream of concurrent registrations, on SQLite and on
    PostgreSQL: after a restart every registration that got a 201 is present
    and can log in, and every user present is complete (it has its welcome
@@ -86,6 +86,19 @@ def call(method, url, body=None, token=None, timeout=30):
 
 
 REPO = Path(__file__).resolve().parents[2]
+
+
+def status_and_headers(method, url, token=None, timeout=30):
+    """The status and headers of a response (any status)."""
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    req = urlrequest.Request(url, method=method, headers=headers)
+    try:
+        with urlrequest.urlopen(req, timeout=timeout) as reply:
+            return reply.status, dict(reply.headers)
+    except urlrequest.HTTPError as err:
+        return err.code, dict(err.headers)
+    except OSError:
+        return 0, {}
 
 
 class Server:
@@ -211,6 +224,9 @@ def postgres_stopped_mid_flight(binary, workdir):
         check(slowest < 6, f"and fail fast: slowest {slowest:.1f} s")
         check(500 not in {r[2] for r in results}, "no 500 at any time")
         check(ready_status == 503, f"readiness is 503 while it is down ({ready_status})")
+        status, headers = status_and_headers("GET", f"{server.base}/api/v1/users/me", token=token)
+        retry_after = headers.get("Retry-After", "")
+        check(status == 503 and retry_after.isdigit(), f"a 503 says when to retry ({status}, Retry-After {retry_after!r})")
         pg.start()
         deadline = time.time() + 20
         ready = 0

@@ -1,12 +1,12 @@
-//! The commands that run once and exit: `roster migrate`, and
-//! `roster admin create` (the first administrator).
+//! The commands that run once and exit: `roster migrate`, `roster backup`
+//! and `roster admin create` (the first administrator).
 
 use rocket::figment::Figment;
 
 use crate::auth::password::PasswordHasher;
 use crate::config::Settings;
 use crate::db::users::{self, UserRecord};
-use crate::db::{now, DbError, DbPool};
+use crate::db::{now, Backend, Conn, DbError, DbPool};
 use crate::domain::{Email, Invalid, Password, Role, Username};
 
 #[derive(Debug, thiserror::Error)]
@@ -22,6 +22,8 @@ pub enum AdminError {
     Database(#[from] DbError),
     #[error("could not hash the password: {0}")]
     Hash(String),
+    #[error("{0}")]
+    Refused(String),
 }
 
 fn field(name: &'static str) -> impl Fn(Invalid) -> AdminError {
@@ -98,4 +100,51 @@ pub async fn migrate(figment: &Figment) -> Result<(), AdminError> {
     let done = pool.migrate().await;
     pool.close_all().await;
     Ok(done?)
+}
+
+/// Writes a consistent copy of the SQLite database to `file` while it may
+/// be serving (`VACUUM INTO`: one read transaction, so the copy is the
+/// database as of one moment, compacted). PostgreSQL is refused with the
+/// tool to use instead; an existing `file` is never overwritten.
+pub async fn backup(figment: &Figment, file: &std::path::Path) -> Result<(), AdminError> {
+    Settings::read(figment).map_err(|e| AdminError::Config(e.0))?;
+    let url: String = figment
+        .extract_inner("databases.roster.url")
+        .map_err(|e| AdminError::Config(e.to_string()))?;
+    if Backend::of_url(&url)? == Backend::Postgres {
+        return Err(AdminError::Refused(
+            "roster backup copies SQLite databases; back up PostgreSQL with pg_dump, \
+             for example: pg_dump --format=custom --file=roster.dump \"$DATABASE_URL\""
+                .to_owned(),
+        ));
+    }
+    if file.exists() {
+        return Err(AdminError::Refused(format!(
+            "{} exists already: give a new file name",
+            file.display()
+        )));
+    }
+    let source = std::str::FromStr::from_str(&url)
+        .map(|options: sqlx::sqlite::SqliteConnectOptions| options.get_filename().to_path_buf())
+        .map_err(|err| AdminError::Config(format!("databases.roster.url: {err}")))?;
+    if !source.exists() {
+        return Err(AdminError::Refused(format!(
+            "there is no database at {} to back up",
+            source.display()
+        )));
+    }
+    let pool = DbPool::for_command(figment).await?;
+    let copied = async {
+        let mut conn = pool.acquire().await?;
+        if let Conn::Sqlite(c) = conn.conn() {
+            sqlx::query("VACUUM INTO $1")
+                .bind(file.display().to_string())
+                .execute(c)
+                .await?;
+        }
+        Ok::<_, DbError>(())
+    }
+    .await;
+    pool.close_all().await;
+    Ok(copied?)
 }

@@ -35,6 +35,12 @@ enum Command {
     Serve,
     /// Apply pending migrations and exit.
     Migrate,
+    /// Write a consistent copy of the SQLite database to FILE, also while
+    /// it serves (PostgreSQL: use pg_dump).
+    Backup {
+        /// Where the copy goes; it must not exist yet.
+        file: std::path::PathBuf,
+    },
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -88,6 +94,15 @@ async fn run(cli: Cli) -> ExitCode {
     match cli.command.unwrap_or(Command::Serve) {
         Command::Serve => serve().await,
         Command::Migrate => migrate().await,
+        Command::Backup { file } => {
+            match roster::admin::backup(&roster::config::figment(), &file).await {
+                Ok(()) => {
+                    eprintln!("roster: backed up to {}", file.display());
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(err),
+            }
+        }
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(),

@@ -484,3 +484,82 @@ fn version_names_the_commit() {
     assert!(text.starts_with("roster 0."), "{text}");
     assert!(text.contains("(commit "), "{text}");
 }
+
+#[rocket::async_test]
+async fn backup_copies_a_serving_sqlite_database_and_names_pg_dump_for_postgres() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("roster.db").display()
+    );
+    let server = Server::start(dir.path(), &[("DATABASE_URL", &url)]).await;
+    let http = reqwest::Client::new();
+    let register = |name: String| {
+        http.post(format!("{}/api/v1/users", server.base))
+            .json(&json!({"username": name, "email": format!("{name}@example.com"), "password": "Passw0rd1"}))
+            .send()
+    };
+    for i in 0..20 {
+        assert_eq!(register(format!("before{i}")).await.unwrap().status(), 201);
+    }
+    // Registrations keep arriving while the copy is made.
+    let writes = async {
+        let mut created = 0;
+        for i in 0..40 {
+            if register(format!("during{i}")).await.unwrap().status() == 201 {
+                created += 1;
+            }
+        }
+        created
+    };
+    let copy = dir.path().join("copy.db");
+    let copy_arg = copy.display().to_string();
+    let backup = rocket::tokio::task::spawn_blocking({
+        let url = url.clone();
+        move || run(&["backup", &copy_arg], &[("DATABASE_URL", &url)])
+    });
+    let (created, backup) = futures::join!(writes, backup);
+    let (status, text, _) = backup.unwrap();
+    assert_eq!(status, Some(0), "{text}");
+    assert_eq!(created, 40);
+
+    let mut conn = sqlx::SqliteConnection::connect(&format!("sqlite://{}", copy.display()))
+        .await
+        .unwrap();
+    let check: String = sqlx::query_scalar("PRAGMA integrity_check")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(check, "ok");
+    let users: i64 = sqlx::query_scalar("SELECT count(*) FROM users")
+        .fetch_one(&mut conn)
+        .await
+        .unwrap();
+    assert!((20..=60).contains(&users), "a moment's copy: {users} users");
+    // Every user in the copy is whole: its welcome email job is there too.
+    let orphans: i64 = sqlx::query_scalar(
+        "SELECT count(*) FROM users u WHERE NOT EXISTS \
+         (SELECT 1 FROM outbox o WHERE o.user_id = u.id)",
+    )
+    .fetch_one(&mut conn)
+    .await
+    .unwrap();
+    assert_eq!(orphans, 0);
+
+    let copy_again = copy.display().to_string();
+    let (status, text, _) = run(&["backup", &copy_again], &[("DATABASE_URL", &url)]);
+    assert_ne!(
+        status,
+        Some(0),
+        "an existing file is never overwritten: {text}"
+    );
+    assert!(text.contains("exists already"), "{text}");
+
+    let (status, text, _) = run(
+        &["backup", "pg.dump"],
+        &[("DATABASE_URL", "postgres://roster@127.0.0.1:1/roster")],
+    );
+    assert_ne!(status, Some(0), "{text}");
+    assert!(text.contains("pg_dump"), "{text}");
+}

@@ -83,12 +83,17 @@ ensure_python_tools() {
 }
 
 # nginx, which the fault tests run in front of Roster with
-# deploy/nginx/roster.conf (a private instance on a free port; the package's
+# deploy/nginx.conf (a private instance on a free port; the package's
 # own service is never started or used).
 ensure_nginx() {
     if ! command -v nginx >/dev/null 2>&1 && [ ! -x /usr/sbin/nginx ]; then
         apt_install nginx-light
     fi
+}
+
+# systemd-analyze, which checks deploy/roster.service.
+ensure_systemd_analyze() {
+    command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 }
 
 ensure_redis() {

@@ -6,6 +6,7 @@ mod auth;
 mod binary;
 mod changes;
 mod cors;
+mod deploy;
 mod docs;
 mod errors;
 mod evasion;

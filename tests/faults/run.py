@@ -17,7 +17,7 @@
 6. Slow connections (slowloris): against Roster alone (its file descriptors
    limited to 256, as a small container would), connections that dribble
    their headers are never cut and soon no one else is served; behind
-   deploy/nginx/roster.conf (this very file, ports rewritten) nginx cuts
+   deploy/nginx.conf (this very file, ports rewritten) nginx cuts
    them after client_header_timeout and everyone else is served throughout.
 
 Usage: run.py --binary target/release/roster --postgres-url URL --artifacts DIR [--only N ...]
@@ -427,19 +427,19 @@ def abusive_requests(binary, workdir):
 
 
 class Nginx:
-    """nginx running deploy/nginx/roster.conf in front of `upstream_port`."""
+    """nginx running deploy/nginx.conf in front of `upstream_port`."""
 
     def __init__(self, workdir, upstream_port):
         prefix = Path(workdir) / "nginx"
         for sub in ("", "temp"):
             (prefix / sub).mkdir(parents=True, exist_ok=True)
         self.port = free_port()
-        conf = (REPO / "deploy/nginx/roster.conf").read_text()
+        conf = (REPO / "deploy/nginx.conf").read_text()
         conf, listens = re.subn(r"^(\s*)listen 80;", rf"\1listen 127.0.0.1:{self.port};", conf, flags=re.M)
         conf, upstreams = re.subn(r"^(\s*)server 127\.0\.0\.1:8000;", rf"\1server 127.0.0.1:{upstream_port};",
                                   conf, flags=re.M)
         if (listens, upstreams) != (1, 1):
-            raise SystemExit("deploy/nginx/roster.conf: expected one `listen 80;` and one `server 127.0.0.1:8000;`")
+            raise SystemExit("deploy/nginx.conf: expected one `listen 80;` and one `server 127.0.0.1:8000;`")
         (prefix / "roster.conf").write_text(conf)
         temp = prefix / "temp"
         user = "root root" if os.geteuid() == 0 else ""

@@ -27,7 +27,12 @@ pub fn token_keys(settings: &Settings) -> Result<TokenKeys, ConfigError> {
             random_secret()
         }
     };
-    let keys = TokenKeys::new(secret.as_bytes(), settings.access_token_ttl);
+    let verify_only: Vec<&[u8]> = settings
+        .jwt_verify_secrets
+        .iter()
+        .map(|secret| secret.expose().as_bytes())
+        .collect();
+    let keys = TokenKeys::rotating(secret.as_bytes(), &verify_only, settings.access_token_ttl);
     keys.self_test()
         .map_err(|message| ConfigError(format!("access tokens do not work: {message}")))?;
     Ok(keys)

@@ -30,12 +30,23 @@ impl Claims {
     }
 }
 
-/// Signs and verifies access tokens with `jwt_secret`'s UTF-8 bytes.
+/// Signs access tokens with `jwt_secret`'s UTF-8 bytes and verifies them
+/// with it or any of `jwt_verify_secrets`, so keys can be rotated without
+/// logging anyone out. Each token names its key in the `kid` header: the
+/// start of the SHA-256 of the secret, the same on every instance and
+/// telling nothing of the secret.
 pub struct TokenKeys {
+    kid: String,
     encoding: EncodingKey,
-    decoding: DecodingKey,
+    /// Every key that verifies, by `kid`, the signing key's first.
+    decoding: Vec<(String, DecodingKey)>,
     validation: Validation,
     access_ttl: u64,
+}
+
+/// The `kid` of `secret`.
+fn key_id(secret: &[u8]) -> String {
+    hex(&Sha256::digest(secret)[..8])
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -48,12 +59,22 @@ pub enum TokenError {
 
 impl TokenKeys {
     pub fn new(secret: &[u8], access_ttl: u64) -> Self {
+        Self::rotating(secret, &[], access_ttl)
+    }
+
+    /// Keys that sign with `secret` and also verify with `verify_only`.
+    pub fn rotating(secret: &[u8], verify_only: &[&[u8]], access_ttl: u64) -> Self {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.leeway = LEEWAY_SECONDS;
         validation.set_required_spec_claims(&["exp", "iat", "sub"]);
+        let decoding = std::iter::once(secret)
+            .chain(verify_only.iter().copied())
+            .map(|key| (key_id(key), DecodingKey::from_secret(key)))
+            .collect();
         TokenKeys {
+            kid: key_id(secret),
             encoding: EncodingKey::from_secret(secret),
-            decoding: DecodingKey::from_secret(secret),
+            decoding,
             validation,
             access_ttl,
         }
@@ -85,15 +106,32 @@ impl TokenKeys {
             exp: now.saturating_add(self.access_ttl as i64),
             jti: uuid::Uuid::new_v4().simple().to_string(),
         };
-        let token = jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &self.encoding)
-            .map_err(|e| e.to_string())?;
+        let header = Header {
+            kid: Some(self.kid.clone()),
+            ..Header::new(Algorithm::HS256)
+        };
+        let token =
+            jsonwebtoken::encode(&header, &claims, &self.encoding).map_err(|e| e.to_string())?;
         Ok((token, claims))
     }
 
-    /// Verifies the signature, the algorithm (HS256 only: `none` and every
-    /// other `alg` fail) and the expiry.
+    /// Verifies the signature with the key the token names (`kid`; a
+    /// token without one, from before keys had ids, with the signing key),
+    /// the algorithm (HS256 only: `none` and every other `alg` fail) and the
+    /// expiry. A `kid` of no key here is invalid.
     pub fn verify(&self, token: &str) -> Result<Claims, TokenError> {
-        jsonwebtoken::decode::<Claims>(token, &self.decoding, &self.validation)
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| TokenError::Invalid(e.to_string()))?;
+        let key = match header.kid.as_deref() {
+            None => Some(&self.decoding[0].1),
+            Some(kid) => self
+                .decoding
+                .iter()
+                .find(|(id, _)| id == kid)
+                .map(|(_, key)| key),
+        };
+        let key = key.ok_or_else(|| TokenError::Invalid("signed with an unknown key".into()))?;
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 jsonwebtoken::errors::ErrorKind::ExpiredSignature => TokenError::Expired,
@@ -157,6 +195,44 @@ mod tests {
         tampered.pop();
         tampered.push(if token.ends_with('A') { 'B' } else { 'A' });
         assert!(keys.verify(&tampered).is_err());
+    }
+
+    #[test]
+    fn tokens_name_their_key_and_verify_while_it_is_listed() {
+        const NEW: &[u8] = b"fedcba9876543210fedcba9876543210";
+        let old = TokenKeys::new(SECRET, 60);
+        let (old_token, _) = old.issue(1, "s", 0).unwrap();
+        let header = jsonwebtoken::decode_header(&old_token).unwrap();
+        assert_eq!(header.kid.as_deref(), Some(key_id(SECRET).as_str()));
+        assert_eq!(key_id(SECRET).len(), 16);
+
+        // New as verify-only, then new signing with old verify-only.
+        let adding = TokenKeys::rotating(SECRET, &[NEW], 60);
+        let switched = TokenKeys::rotating(NEW, &[SECRET], 60);
+        let (new_token, _) = switched.issue(1, "s", 0).unwrap();
+        for keys in [&adding, &switched] {
+            assert!(keys.verify(&old_token).is_ok());
+            assert!(keys.verify(&new_token).is_ok());
+        }
+        assert!(old.verify(&new_token).is_err(), "unknown kid");
+        // Old dropped: its tokens end.
+        let done = TokenKeys::new(NEW, 60);
+        assert!(done.verify(&new_token).is_ok());
+        assert!(done.verify(&old_token).is_err());
+
+        // A token naming a listed kid but signed with another key fails.
+        let forged_header = Header {
+            kid: Some(key_id(NEW)),
+            ..Header::new(Algorithm::HS256)
+        };
+        let (_, claims) = old.issue(1, "s", 0).unwrap();
+        let forged = jsonwebtoken::encode(
+            &forged_header,
+            &claims,
+            &EncodingKey::from_secret(b"attacker-attacker-attacker-attack"),
+        )
+        .unwrap();
+        assert!(switched.verify(&forged).is_err());
     }
 
     #[test]

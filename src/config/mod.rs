@@ -37,6 +37,9 @@ pub struct Settings {
     /// The HS256 key for access tokens (its UTF-8 bytes). Required, at least
     /// 32 bytes, in the release profile; debug makes a random one per start.
     pub jwt_secret: Option<Secret>,
+    /// More keys that verify access tokens (never sign), for rotating
+    /// `jwt_secret` without logging anyone out.
+    pub jwt_verify_secrets: Vec<Secret>,
     /// Access-token lifetime in seconds.
     pub access_token_ttl: u64,
     /// Refresh-token lifetime in seconds.
@@ -156,6 +159,7 @@ impl Default for Settings {
             bcrypt_queue_timeout: 5,
             max_sessions_per_user: 50,
             jwt_secret: None,
+            jwt_verify_secrets: Vec::new(),
             access_token_ttl: 1800,
             refresh_token_ttl: 1_209_600,
             rate_limit: RateLimitSettings::default(),
@@ -209,6 +213,14 @@ impl Settings {
                     "jwt_secret must be at least {MIN_SECRET_BYTES} bytes (it has {}); \
                      generate one with: openssl rand -hex 32",
                     secret.len()
+                ));
+            }
+        }
+        for (i, secret) in self.jwt_verify_secrets.iter().enumerate() {
+            if secret.expose().len() < MIN_SECRET_BYTES {
+                return Err(format!(
+                    "jwt_verify_secrets[{i}] must be at least {MIN_SECRET_BYTES} bytes (it has {})",
+                    secret.expose().len()
                 ));
             }
         }
@@ -358,6 +370,9 @@ pub fn effective(figment: &Figment) -> Result<String, ConfigError> {
     }
     if settings.jwt_secret.is_some() {
         all["jwt_secret"] = "***".into();
+    }
+    if let Some(list) = all["jwt_verify_secrets"].as_array_mut() {
+        list.iter_mut().for_each(|secret| *secret = "***".into());
     }
     for pointer in [
         "/smtp/url",

@@ -5,7 +5,7 @@ use rocket::http::{Header as HttpHeader, Status};
 use serde_json::{json, Value};
 
 use crate::auth::{claims, decode_unverified, form_login, me, now, sign};
-use crate::helpers::{TestApp, JWT_SECRET};
+use crate::helpers::{TestApp, TestUser, JWT_SECRET};
 
 #[rocket::async_test]
 async fn bad_tokens_are_401_with_www_authenticate() {
@@ -291,4 +291,76 @@ async fn reads_that_check_the_token_in_their_statement_refuse_bad_tokens_first()
         assert_eq!(reply.status, Status::Unauthorized, "{path}: {}", reply.text);
         assert_eq!(reply.body["detail"], "Token has been revoked", "{path}");
     }
+}
+
+/// Key rotation as the README describes it, walked through by two
+/// instances restarted one after the other: no token stops working until
+/// its key is dropped, and every instance always accepts every token the
+/// other issues.
+#[rocket::async_test]
+async fn rotating_the_jwt_secret_logs_no_one_out() {
+    const OLD: &str = "old-secret-old-secret-old-secret-0";
+    const NEW: &str = "new-secret-new-secret-new-secret-1";
+    let keys = |sign: &'static str, verify: &'static [&'static str]| {
+        move |f: rocket::figment::Figment| {
+            f.merge(("jwt_secret", sign))
+                .merge(("jwt_verify_secrets", verify))
+        }
+    };
+    // The database's owner stays up throughout; `a` and `b` are the two
+    // instances behind the balancer, replaced as they are restarted.
+    async fn both(a: &TestApp, b: &TestApp, user: &TestUser) -> (Status, Status) {
+        (
+            a.get_as(user, "/api/v1/users/me").await.status,
+            b.get_as(user, "/api/v1/users/me").await.status,
+        )
+    }
+    let ok = (Status::Ok, Status::Ok);
+    let owner = TestApp::spawn_with(keys(OLD, &[])).await;
+    let mut a = owner.spawn_sharing(keys(OLD, &[])).await;
+    let mut b = owner.spawn_sharing(keys(OLD, &[])).await;
+    a.register("alice").await;
+    let old_token = a.sign_in("alice").await;
+
+    assert_eq!(both(&a, &b, &old_token).await, ok);
+
+    // 1. The new key, verify-only, on every instance in turn.
+    b = owner.spawn_sharing(keys(OLD, &[NEW])).await;
+    assert_eq!(both(&a, &b, &old_token).await, ok);
+    a = owner.spawn_sharing(keys(OLD, &[NEW])).await;
+    assert_eq!(both(&a, &b, &old_token).await, ok);
+
+    // 2. Sign with the new key, the old one verify-only, in turn: a token
+    //    from an instance already switched works on one not yet switched.
+    b = owner.spawn_sharing(keys(NEW, &[OLD])).await;
+    let new_token = b.sign_in("alice").await;
+    let kid = |token: &str| jsonwebtoken::decode_header(token).unwrap().kid;
+    assert!(kid(&new_token.token).is_some());
+    assert_ne!(
+        kid(&new_token.token),
+        kid(&old_token.token),
+        "tokens name their key"
+    );
+    assert_eq!(both(&a, &b, &new_token).await, ok);
+    assert_eq!(both(&a, &b, &old_token).await, ok);
+    a = owner.spawn_sharing(keys(NEW, &[OLD])).await;
+    assert_eq!(both(&a, &b, &new_token).await, ok);
+    assert_eq!(both(&a, &b, &old_token).await, ok);
+
+    // 3. Once old tokens have expired, drop the old key: only tokens it
+    //    signed stop working (their refresh tokens, opaque, still refresh).
+    b = owner.spawn_sharing(keys(NEW, &[])).await;
+    a = owner.spawn_sharing(keys(NEW, &[])).await;
+    assert_eq!(both(&a, &b, &new_token).await, ok);
+    assert_eq!(
+        both(&a, &b, &old_token).await,
+        (Status::Unauthorized, Status::Unauthorized)
+    );
+    let refreshed = a
+        .post(
+            "/api/v1/auth/refresh",
+            &json!({"refresh_token": old_token.refresh}),
+        )
+        .await;
+    assert_eq!(refreshed.status, Status::Ok, "{}", refreshed.text);
 }

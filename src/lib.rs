@@ -20,6 +20,7 @@ pub mod mail;
 pub mod request_id;
 pub mod routes;
 pub mod secret;
+pub mod shutdown;
 pub mod startup;
 pub mod uploads;
 
@@ -105,6 +106,7 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         .manage(keys)
         .manage(outbox)
         .manage(limiter)
+        .manage(shutdown::Draining::default())
         .mount("/health", health_routes)
         .mount("/api/v1", v1_routes)
         .mount("/api/v1", vec![docs::json_route(v1_doc)])

@@ -162,7 +162,7 @@ async fn serve() -> ExitCode {
             return ExitCode::from(BAD_CONFIG);
         }
     };
-    match rocket.launch().await {
+    match rocket.attach(roster::shutdown::signals()).launch().await {
         Ok(rocket) => {
             if let Some(db) = roster::db::Db::fetch(&rocket) {
                 db.close_all().await;

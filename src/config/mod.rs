@@ -53,6 +53,23 @@ pub struct Settings {
     /// Run pending migrations when serving starts (else `roster migrate`
     /// must have run them).
     pub migrate_on_start: bool,
+    /// Roster's key in Rocket's `shutdown` table.
+    pub shutdown: ShutdownSettings,
+}
+
+/// What Roster adds to Rocket's `shutdown` table (`grace`, `mercy`, ...).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ShutdownSettings {
+    /// Seconds readiness answers 503 after SIGTERM/SIGINT while requests
+    /// are still served, before the graceful shutdown.
+    pub drain: u64,
+}
+
+impl Default for ShutdownSettings {
+    fn default() -> Self {
+        ShutdownSettings { drain: 5 }
+    }
 }
 
 /// Where uploads are stored and how big they may be.
@@ -168,6 +185,7 @@ impl Default for Settings {
             smtp: SmtpSettings::default(),
             upload: UploadSettings::default(),
             migrate_on_start: true,
+            shutdown: ShutdownSettings::default(),
         }
     }
 }
@@ -228,6 +246,12 @@ impl Settings {
             return Err(format!(
                 "bcrypt_queue_timeout must be between 1 and 600 seconds, got {}",
                 self.bcrypt_queue_timeout
+            ));
+        }
+        if self.shutdown.drain > 300 {
+            return Err(format!(
+                "shutdown.drain must be at most 300 seconds, got {}",
+                self.shutdown.drain
             ));
         }
         if !(1..=10_000).contains(&self.max_sessions_per_user) {
@@ -320,6 +344,14 @@ fn defaults() -> Figment {
         // Let in-flight requests finish on SIGTERM/SIGINT.
         .merge(Serialized::default("shutdown.grace", 10))
         .merge(Serialized::default("shutdown.mercy", 5))
+        // Signals are Roster's to handle (crate::shutdown): a drain first.
+        .merge(Serialized::default("shutdown.ctrlc", false))
+        .merge(Serialized::default(
+            "shutdown.signals",
+            Vec::<String>::new(),
+        ))
+        // `cargo run` stops at once.
+        .merge(Serialized::default("shutdown.drain", 0).profile("debug"))
         .merge(Serialized::default("limits.json", "1MiB"))
         .merge(Serialized::default(
             "databases.roster.url",
@@ -361,7 +393,17 @@ pub fn effective(figment: &Figment) -> Result<String, ConfigError> {
     let mut all = json(serde_json::to_value(&rocket))?;
     let ours = json(serde_json::to_value(&settings))?;
     if let (Some(all), serde_json::Value::Object(ours)) = (all.as_object_mut(), ours) {
-        all.extend(ours);
+        for (key, value) in ours {
+            // A table both have (`shutdown`) keeps Rocket's keys and ours.
+            match (all.get_mut(&key), value) {
+                (Some(serde_json::Value::Object(theirs)), serde_json::Value::Object(value)) => {
+                    theirs.extend(value)
+                }
+                (_, value) => {
+                    all.insert(key, value);
+                }
+            }
+        }
         all.insert("profile".into(), figment.profile().as_str().as_str().into());
         all.insert(
             "databases".into(),

@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::fairings::rate_limit::RateLimits;
+use crate::shutdown::Draining;
 
 /// How long readiness waits for the database before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -33,10 +34,18 @@ pub fn live() -> Json<HealthStatus> {
     })
 }
 
-/// Readiness: 200 when the database answers, else 503.
+/// Readiness: 200 when the database answers, else 503; 503 too while
+/// shutting down (draining), so a load balancer moves away first.
 #[openapi(tag = "Health")]
 #[get("/ready")]
-pub async fn ready(db: &State<Db>, limits: RateLimits<'_>) -> Result<Json<HealthStatus>, ApiError> {
+pub async fn ready(
+    db: &State<Db>,
+    draining: &State<Draining>,
+    limits: RateLimits<'_>,
+) -> Result<Json<HealthStatus>, ApiError> {
+    if draining.is_set() {
+        return Err(ApiError::Unavailable("Shutting down".into()));
+    }
     let unavailable = || ApiError::Unavailable("Database unavailable".into());
     match rocket::tokio::time::timeout(READY_TIMEOUT, db.ping()).await {
         Ok(Ok(())) => Ok(Json(HealthStatus {

@@ -106,6 +106,60 @@ async fn sigterm_lets_the_in_flight_request_finish_and_exits_0() {
     assert_eq!(status.code(), Some(0), "graceful exit");
 }
 
+#[rocket::async_test]
+async fn sigterm_drains_readiness_first_while_serving_and_sighup_is_ignored() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("roster.db").display()
+    );
+    let mut server = Server::start(
+        dir.path(),
+        &[("DATABASE_URL", &url), ("ROCKET_SHUTDOWN", "{drain=3}")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let get = |path: &str| http.get(format!("{}{path}", server.base)).send();
+    assert_eq!(get("/health/ready").await.unwrap().status(), 200);
+
+    server.signal("HUP");
+    rocket::tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(
+        server.child.try_wait().unwrap().is_none(),
+        "SIGHUP ends nothing"
+    );
+    assert_eq!(get("/health/ready").await.unwrap().status(), 200);
+
+    server.signal("TERM");
+    let signalled = std::time::Instant::now();
+    rocket::tokio::time::sleep(Duration::from_millis(300)).await;
+    let ready = get("/health/ready").await.unwrap();
+    assert_eq!(ready.status(), 503, "draining");
+    assert_eq!(ready.headers()["retry-after"], "2");
+    assert_eq!(get("/health/live").await.unwrap().status(), 200);
+    let created = http
+        .post(format!("{}/api/v1/users", server.base))
+        .json(&json!({"username": "alice", "email": "alice@example.com", "password": "Passw0rd1"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201, "requests are still served");
+    let status = server.wait_exit(Duration::from_secs(30));
+    assert_eq!(status.code(), Some(0), "graceful exit");
+    let took = signalled.elapsed();
+    assert!(
+        took >= Duration::from_millis(2900),
+        "exited after {took:?}, before the drain"
+    );
+    let log = format!(
+        "{}{}",
+        std::fs::read_to_string(&server.log).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("server.err")).unwrap_or_default()
+    );
+    assert!(log.contains("SIGHUP ignored"), "{log}");
+    assert!(log.contains("SIGTERM: draining for 3 s"), "{log}");
+}
+
 fn admin_create(
     dir: &Path,
     args: &[&str],

@@ -1,5 +1,6 @@
-//! The commands that run once and exit: `roster migrate`, `roster backup`
-//! and `roster admin create` (the first administrator).
+//! The commands that run once and exit: `roster migrate`, `roster backup`,
+//! `roster outbox list|retry` and `roster admin create` (the first
+//! administrator).
 
 use rocket::figment::Figment;
 
@@ -147,4 +148,40 @@ pub async fn backup(figment: &Figment, file: &std::path::Path) -> Result<(), Adm
     .await;
     pool.close_all().await;
     Ok(copied?)
+}
+
+/// The email jobs of one status, or all, oldest first (`roster outbox list`).
+pub async fn outbox_list(
+    figment: &Figment,
+    status: Option<&str>,
+) -> Result<Vec<crate::db::outbox::JobStatus>, AdminError> {
+    Settings::read(figment).map_err(|e| AdminError::Config(e.0))?;
+    let pool = DbPool::for_command(figment).await?;
+    let listed = async {
+        let mut conn = pool.acquire().await?;
+        crate::db::outbox::list_by_status(conn.conn(), status).await
+    }
+    .await;
+    pool.close_all().await;
+    Ok(listed?)
+}
+
+/// Puts job `id`, or every dead job, back in the queue (`roster outbox
+/// retry`): due now, with `smtp.give_up_after` counted from now. Returns
+/// how many; an `id` that names no job is an error.
+pub async fn outbox_retry(figment: &Figment, id: Option<i64>) -> Result<u64, AdminError> {
+    Settings::read(figment).map_err(|e| AdminError::Config(e.0))?;
+    let pool = DbPool::for_command(figment).await?;
+    let requeued = async {
+        let mut tx = pool.begin().await?;
+        let n = crate::db::outbox::requeue(tx.conn(), id, now()).await?;
+        tx.commit().await?;
+        Ok::<_, DbError>(n)
+    }
+    .await;
+    pool.close_all().await;
+    match (requeued?, id) {
+        (0, Some(id)) => Err(AdminError::Refused(format!("there is no outbox job {id}"))),
+        (n, _) => Ok(n),
+    }
 }

@@ -41,6 +41,11 @@ enum Command {
         /// Where the copy goes; it must not exist yet.
         file: std::path::PathBuf,
     },
+    /// See and requeue email jobs.
+    Outbox {
+        #[command(subcommand)]
+        command: OutboxCommand,
+    },
     /// Check the configuration.
     Config {
         #[command(subcommand)]
@@ -51,6 +56,41 @@ enum Command {
         #[command(subcommand)]
         command: AdminCommand,
     },
+}
+
+#[derive(Subcommand)]
+enum OutboxCommand {
+    /// List the jobs, oldest first: id, kind, status, attempts, next
+    /// attempt, queued at, last error.
+    List {
+        #[arg(long, value_enum)]
+        status: Option<JobStatus>,
+    },
+    /// Put a job (any status), or with --dead every dead job, back in the
+    /// queue, due now.
+    Retry {
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<i64>,
+        #[arg(long)]
+        dead: bool,
+    },
+}
+
+#[derive(Clone, Copy, clap::ValueEnum)]
+enum JobStatus {
+    Pending,
+    Dead,
+    Sent,
+}
+
+impl JobStatus {
+    fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Pending => "pending",
+            JobStatus::Dead => "dead",
+            JobStatus::Sent => "sent",
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -106,6 +146,7 @@ async fn run(cli: Cli) -> ExitCode {
         Command::Config {
             command: ConfigCommand::Check,
         } => config_check(),
+        Command::Outbox { command } => outbox(command).await,
         Command::Admin {
             command:
                 AdminCommand::Create {
@@ -143,6 +184,60 @@ async fn migrate() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(err) => fail(err),
+    }
+}
+
+async fn outbox(command: OutboxCommand) -> ExitCode {
+    let figment = roster::config::figment();
+    match command {
+        OutboxCommand::List { status } => {
+            let jobs = roster::admin::outbox_list(&figment, status.map(JobStatus::as_str));
+            match jobs.await {
+                Ok(jobs) => {
+                    let mut out = std::io::stdout().lock();
+                    let time = |at: time::OffsetDateTime| {
+                        at.format(&time::format_description::well_known::Rfc3339)
+                            .unwrap_or_default()
+                    };
+                    let mut lines = vec![
+                        "id\tkind\tstatus\tattempts\tnext_attempt_at\tqueued_at\tlast_error"
+                            .to_owned(),
+                    ];
+                    lines.extend(jobs.iter().map(|job| {
+                        format!(
+                            "{}\t{}\t{}\t{}\t{}\t{}\t{}",
+                            job.id,
+                            job.kind,
+                            job.status,
+                            job.attempts,
+                            time(job.next_attempt_at),
+                            time(job.created_at),
+                            job.last_error
+                                .as_deref()
+                                .unwrap_or("-")
+                                .replace(['\n', '\t'], " ")
+                        )
+                    }));
+                    match lines.iter().try_for_each(|line| writeln!(out, "{line}")) {
+                        Ok(()) => ExitCode::SUCCESS,
+                        Err(err) => {
+                            eprintln!("roster: could not print the jobs: {err}");
+                            ExitCode::FAILURE
+                        }
+                    }
+                }
+                Err(err) => fail(err),
+            }
+        }
+        OutboxCommand::Retry { id, dead: _ } => {
+            match roster::admin::outbox_retry(&figment, id).await {
+                Ok(n) => {
+                    eprintln!("roster: {n} job(s) queued again");
+                    ExitCode::SUCCESS
+                }
+                Err(err) => fail(err),
+            }
+        }
     }
 }
 

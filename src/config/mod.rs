@@ -106,8 +106,9 @@ pub struct SmtpSettings {
     pub url: Option<CredentialUrl>,
     pub from: String,
     pub subject: String,
-    /// Attempts before a job is marked dead.
-    pub max_attempts: u32,
+    /// Seconds after a job is queued when retrying stops and the job is
+    /// marked dead.
+    pub give_up_after: u64,
     /// Days a sent job (and the address it holds) is kept, for an operator
     /// to see; pending and dead jobs stay until handled.
     pub keep_sent_days: u32,
@@ -119,7 +120,7 @@ impl Default for SmtpSettings {
             url: None,
             from: "noreply@example.com".to_owned(),
             subject: "User Registration".to_owned(),
-            max_attempts: 10,
+            give_up_after: 48 * 3600,
             keep_sent_days: 7,
         }
     }
@@ -293,8 +294,8 @@ impl Settings {
                 self.upload.idle_timeout
             ));
         }
-        if self.smtp.max_attempts == 0 {
-            return Err("smtp.max_attempts must be at least 1".to_owned());
+        if self.smtp.give_up_after == 0 {
+            return Err("smtp.give_up_after must be at least 1 second".to_owned());
         }
         if let Some(url) = &self.smtp.url {
             let url = url.expose();

@@ -14,6 +14,9 @@ pub struct Job {
     /// Including this one.
     pub attempts: i32,
     pub lock_token: String,
+    /// When it was queued (or requeued by an operator): retries stop
+    /// `smtp.give_up_after` later.
+    pub created_at: OffsetDateTime,
 }
 
 /// A job as an operator sees it.
@@ -24,6 +27,8 @@ pub struct JobStatus {
     pub status: String,
     pub attempts: i32,
     pub last_error: Option<String>,
+    pub next_attempt_at: OffsetDateTime,
+    pub created_at: OffsetDateTime,
 }
 
 /// Queues a job; `user_id` names the user it is about, so that the job goes
@@ -79,7 +84,7 @@ pub async fn claim(
                      AND (locked_until IS NULL OR locked_until < $1) \
                    ORDER BY next_attempt_at, id LIMIT $4",
                 $lock,
-                ") RETURNING id, kind, payload, attempts, lock_token"
+                ") RETURNING id, kind, payload, attempts, lock_token, created_at"
             )
         };
     }
@@ -131,8 +136,39 @@ pub enum Outcome<'a> {
     Dead { error: &'a str },
 }
 
+/// Puts job `id` (any status), or every dead job when `id` is `None`,
+/// back in the queue, due now and with its give-up clock started again.
+/// Returns how many were requeued.
+pub async fn requeue(conn: Conn<'_>, id: Option<i64>, now: OffsetDateTime) -> Result<u64, DbError> {
+    const SQL: &str = "UPDATE outbox SET status = 'pending', next_attempt_at = $1, \
+                         created_at = $1, updated_at = $1, locked_until = NULL, lock_token = NULL \
+                       WHERE CASE WHEN $2 IS NULL THEN status = 'dead' ELSE id = $2 END";
+    let updated = on_conn!(conn, c => sqlx::query(SQL)
+        .bind(now)
+        .bind(id)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(updated)
+}
+
+/// The jobs, oldest first, of one status or all.
+pub async fn list_by_status(
+    conn: Conn<'_>,
+    status: Option<&str>,
+) -> Result<Vec<JobStatus>, DbError> {
+    const SQL: &str = "SELECT id, kind, status, attempts, last_error, next_attempt_at, created_at \
+                       FROM outbox WHERE $1 IS NULL OR status = $1 ORDER BY id";
+    let rows = on_conn!(conn, c => sqlx::query_as::<_, JobStatus>(SQL)
+        .bind(status)
+        .fetch_all(c)
+        .await)?;
+    Ok(rows)
+}
+
 pub async fn list(conn: Conn<'_>) -> Result<Vec<JobStatus>, DbError> {
-    const SQL: &str = "SELECT id, kind, status, attempts, last_error FROM outbox ORDER BY id";
+    const SQL: &str = "SELECT id, kind, status, attempts, last_error, next_attempt_at, created_at \
+                       FROM outbox ORDER BY id";
     let rows = on_conn!(conn, c => sqlx::query_as::<_, JobStatus>(SQL).fetch_all(c).await)?;
     Ok(rows)
 }

@@ -25,14 +25,21 @@ use crate::config::SmtpSettings;
 use crate::db::outbox::{self, Job, Outcome};
 use crate::db::{now, Db, DbPool};
 
-/// How long a claimed job is ours before another worker may take it.
-const LEASE: Duration = Duration::from_secs(60);
+/// The longest one send may take, connection and every command included;
+/// past it the attempt has failed.
+const SEND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long a claimed job is ours before another worker may take it. A
+/// claim covers one job, and outlasts its send by half a minute, so a slow
+/// SMTP server never lets a second worker send the same email.
+const LEASE: Duration = Duration::from_secs(SEND_TIMEOUT.as_secs() + 30);
+/// lettre's timeout for each SMTP command.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(20);
 /// How often an idle worker looks for due jobs (registrations also wake it).
 const POLL: Duration = Duration::from_secs(1);
-const BATCH: i64 = 16;
 /// How often sent jobs past `smtp.keep_sent_days` are deleted.
 const PRUNE_EVERY: Duration = Duration::from_secs(3600);
-const MAX_BACKOFF_SECS: f64 = 30.0;
+/// The longest wait between two attempts of a job.
+const MAX_BACKOFF_SECS: f64 = 3600.0;
 
 /// Wakes the worker when a job is queued, so emails go out at once.
 #[derive(Default, Clone)]
@@ -82,9 +89,7 @@ impl Fairing for OutboxWorker {
         };
         let transport = match &self.settings.url {
             Some(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose()) {
-                Ok(builder) => {
-                    Transport::Smtp(builder.timeout(Some(Duration::from_secs(20))).build())
-                }
+                Ok(builder) => Transport::Smtp(builder.timeout(Some(COMMAND_TIMEOUT)).build()),
                 Err(err) => {
                     log::error!("smtp.url is not usable ({err}): emails will not be sent");
                     return;
@@ -152,14 +157,12 @@ impl Worker {
                 _ = &mut shutdown => break,
                 _ = std::future::ready(()) => {}
             }
+            // One job per claim: its lease covers its send alone.
             let claimed = self.claim().await;
-            let idle = claimed.as_ref().map_or(true, |jobs| jobs.is_empty());
+            let idle = !matches!(claimed, Ok(Some(_)));
             match claimed {
-                Ok(jobs) => {
-                    for job in jobs {
-                        self.process(job).await;
-                    }
-                }
+                Ok(Some(job)) => self.process(job).await,
+                Ok(None) => {}
                 Err(err) => log::warn!("outbox: cannot claim jobs: {err}"),
             }
             if idle {
@@ -189,43 +192,49 @@ impl Worker {
         }
     }
 
-    async fn claim(&self) -> Result<Vec<Job>, crate::db::DbError> {
+    async fn claim(&self) -> Result<Option<Job>, crate::db::DbError> {
         let now = now();
         let lease_until = now + LEASE;
         let mut tx = self.pool.begin().await?;
-        let jobs = outbox::claim(tx.conn(), now, lease_until, &self.token, BATCH).await?;
+        let jobs = outbox::claim(tx.conn(), now, lease_until, &self.token, 1).await?;
         tx.commit().await?;
-        Ok(jobs)
+        Ok(jobs.into_iter().next())
     }
 
     async fn process(&self, job: Job) {
-        let outcome = self.deliver(&job).await;
+        let outcome = match rocket::tokio::time::timeout(SEND_TIMEOUT, self.deliver(&job)).await {
+            Ok(outcome) => outcome,
+            Err(_) => Err(format!("no answer within {} s", SEND_TIMEOUT.as_secs())),
+        };
         let error;
+        let give_up_at = job.created_at
+            + time::Duration::seconds(self.settings.give_up_after.min(i64::MAX as u64) as i64);
+        let failed_at = OffsetDateTime::now_utc();
         let record = match &outcome {
             Ok(()) => Outcome::Sent,
-            Err(message) if job.attempts >= self.settings.max_attempts as i32 => {
+            Err(message) if failed_at >= give_up_at => {
                 log::error!(
-                    "outbox job {} ({}) is dead after {} attempts: {message}",
+                    "outbox job {} ({}) is dead: still failing after {} attempts and \
+                     smtp.give_up_after ({} s): {message}",
                     job.id,
                     job.kind,
-                    job.attempts
+                    job.attempts,
+                    self.settings.give_up_after
                 );
                 error = message.clone();
                 Outcome::Dead { error: &error }
             }
             Err(message) => {
-                let delay = backoff(job.attempts);
+                // The last attempt comes at the deadline, not after it.
+                let at = (failed_at + backoff(job.attempts)).min(give_up_at);
                 log::warn!(
                     "outbox job {} attempt {} failed, retrying in {:.1} s: {message}",
                     job.id,
                     job.attempts,
-                    delay.as_secs_f64()
+                    (at - failed_at).as_seconds_f64()
                 );
                 error = message.clone();
-                Outcome::Retry {
-                    at: OffsetDateTime::now_utc() + delay,
-                    error: &error,
-                }
+                Outcome::Retry { at, error: &error }
             }
         };
         let recorded = async {
@@ -306,7 +315,7 @@ impl Worker {
     }
 }
 
-/// The wait before attempt `attempts + 1`: 1 s, doubling, at most 30 s,
+/// The wait before attempt `attempts + 1`: 1 s, doubling, at most an hour,
 /// less up to a fifth at random so that failed jobs do not retry in step.
 pub fn backoff(attempts: i32) -> Duration {
     let base = 2f64.powi(attempts.clamp(1, 16) - 1).min(MAX_BACKOFF_SECS);
@@ -319,14 +328,15 @@ mod tests {
     use super::*;
 
     #[test]
-    fn backoff_doubles_from_one_second_to_at_most_thirty() {
+    fn backoff_doubles_from_one_second_to_at_most_an_hour() {
         let bounds = [
             (1, 0.8, 1.0),
             (2, 1.6, 2.0),
             (3, 3.2, 4.0),
-            (5, 12.8, 16.0),
-            (6, 24.0, 30.0),
-            (12, 24.0, 30.0),
+            (6, 25.6, 32.0),
+            (12, 1638.4, 2048.0),
+            (13, 2880.0, 3600.0),
+            (40, 2880.0, 3600.0),
         ];
         for (attempts, low, high) in bounds {
             for _ in 0..20 {

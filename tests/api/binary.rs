@@ -617,3 +617,60 @@ async fn backup_copies_a_serving_sqlite_database_and_names_pg_dump_for_postgres(
     assert_ne!(status, Some(0), "{text}");
     assert!(text.contains("pg_dump"), "{text}");
 }
+
+#[rocket::async_test]
+async fn outbox_list_and_retry_let_an_operator_requeue_dead_jobs() {
+    use sqlx::Connection;
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("roster.db").display()
+    );
+    let env = [("DATABASE_URL", url.as_str())];
+    assert_eq!(run(&["migrate"], &env).0, Some(0));
+    let mut conn = sqlx::SqliteConnection::connect(&url).await.unwrap();
+    for (kind, status) in [("welcome_email", "dead"), ("welcome_email", "sent")] {
+        sqlx::query(
+            "INSERT INTO outbox (kind, payload, status, attempts, last_error, next_attempt_at, \
+             created_at, updated_at) VALUES ($1, '{}', $2, 7, 'SMTP: 550 no\nsuch user', \
+             '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z', '2026-01-01T00:00:00Z')",
+        )
+        .bind(kind)
+        .bind(status)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    let (status, text, _) = run(&["outbox", "list", "--status", "dead"], &env);
+    assert_eq!(status, Some(0), "{text}");
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(lines.len(), 2, "a header and the dead job: {text}");
+    assert!(
+        lines[1].starts_with("1\twelcome_email\tdead\t7\t2026-01-01T00:00:00Z"),
+        "{text}"
+    );
+    assert!(
+        lines[1].ends_with("SMTP: 550 no such user"),
+        "one line per job: {text}"
+    );
+
+    let (status, text, _) = run(&["outbox", "retry", "--dead"], &env);
+    assert_eq!(status, Some(0), "{text}");
+    assert!(text.contains("1 job(s) queued again"), "{text}");
+    let (_, text, _) = run(&["outbox", "list", "--status", "pending"], &env);
+    assert_eq!(text.lines().count(), 2, "{text}");
+    assert!(
+        !text.contains("2026-01-01"),
+        "due now, its clock started again: {text}"
+    );
+
+    let (status, text, _) = run(&["outbox", "retry", "999"], &env);
+    assert_eq!(status, Some(1), "{text}");
+    assert!(text.contains("no outbox job 999"), "{text}");
+    let (status, _, _) = run(&["outbox", "retry"], &env);
+    assert_eq!(
+        status,
+        Some(2),
+        "an id or --dead is required (clap's usage error)"
+    );
+}

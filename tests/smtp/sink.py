@@ -1,9 +1,10 @@
 #!/usr/bin/env python3
 """A real SMTP server for the tests: aiosmtpd, saving every message it
 accepts as <maildir>/<n>.eml. With --refuse it answers every recipient with
-a permanent 550, accepting nothing.
+a permanent 550, accepting nothing; with --delay S it takes S seconds to
+accept each message (a slow server).
 
-Usage: sink.py --port PORT --maildir DIR [--refuse]
+Usage: sink.py --port PORT --maildir DIR [--refuse] [--delay S]
 Prints "ready" once it listens.
 """
 
@@ -17,9 +18,10 @@ from aiosmtpd.controller import Controller
 
 
 class Sink:
-    def __init__(self, maildir: Path, refuse: bool):
+    def __init__(self, maildir: Path, refuse: bool, delay: float):
         self.maildir = maildir
         self.refuse = refuse
+        self.delay = delay
         self.counter = itertools.count(1)
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
@@ -29,6 +31,8 @@ class Sink:
         return "250 OK"
 
     async def handle_DATA(self, server, session, envelope):
+        if self.delay:
+            await asyncio.sleep(self.delay)
         path = self.maildir / f"{next(self.counter):06}.eml"
         tmp = path.with_suffix(".tmp")
         tmp.write_bytes(envelope.original_content or envelope.content)
@@ -41,10 +45,11 @@ def main():
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--maildir", required=True)
     parser.add_argument("--refuse", action="store_true")
+    parser.add_argument("--delay", type=float, default=0.0)
     args = parser.parse_args()
     maildir = Path(args.maildir)
     maildir.mkdir(parents=True, exist_ok=True)
-    controller = Controller(Sink(maildir, args.refuse), hostname="127.0.0.1", port=args.port)
+    controller = Controller(Sink(maildir, args.refuse, args.delay), hostname="127.0.0.1", port=args.port)
     controller.start()
     print("ready", flush=True)
     stop = asyncio.Event()

@@ -204,6 +204,9 @@ class Roster:
             ROCKET_LOG_LEVEL="off",
             ROCKET_RATE_LIMIT=NO_LIMITS,
             ROCKET_UPLOAD=f'{{dir="{workdir}/uploads"}}',
+            # No SMTP server here: release refuses to start without one
+            # unless emails are off.
+            ROCKET_SMTP="{enabled=false}",
             DATABASE_URL=database_url,
         )
         env.pop("ROCKET_CONFIG", None)

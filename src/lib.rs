@@ -99,7 +99,7 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         .attach(startup::upload_storage())
         // Once serving: background work, and the line that says where.
         .attach(auth::pruner::fairing())
-        .attach(outbox_worker)
+        .attach_some(settings.smtp.enabled.then_some(outbox_worker))
         .attach(startup::announce())
         .manage(settings)
         .manage(hasher)

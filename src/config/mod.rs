@@ -97,10 +97,13 @@ impl Default for UploadSettings {
     }
 }
 
-/// Welcome emails. Without `url` they are written to the log instead.
+/// Welcome emails. Without `url` (debug profile only) they are written to
+/// the log instead; with `enabled = false` none is queued or sent.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct SmtpSettings {
+    /// `false`: no email is queued or sent, and no `url` is needed.
+    pub enabled: bool,
     /// `smtp://host:port` (`?tls=required` for STARTTLS), `smtps://host:port`
     /// for TLS; credentials as `smtp://user:password@host`.
     pub url: Option<CredentialUrl>,
@@ -117,6 +120,7 @@ pub struct SmtpSettings {
 impl Default for SmtpSettings {
     fn default() -> Self {
         SmtpSettings {
+            enabled: true,
             url: None,
             from: "noreply@example.com".to_owned(),
             subject: "User Registration".to_owned(),
@@ -197,7 +201,7 @@ impl Settings {
     pub fn load(figment: &Figment) -> Result<Settings, ConfigError> {
         let settings = Settings::read(figment)?;
         settings
-            .require_secret(figment.profile().as_str().as_str())
+            .require_outside_debug(figment.profile().as_str().as_str())
             .map_err(ConfigError)?;
         Ok(settings)
     }
@@ -322,13 +326,22 @@ impl Settings {
         Ok(())
     }
 
-    /// The secret every profile but `debug` insists on.
-    pub fn require_secret(&self, profile: &str) -> Result<(), String> {
+    /// What every profile but `debug` insists on: a `jwt_secret`, and an
+    /// `smtp.url` unless emails are off (`smtp.enabled = false`), so that
+    /// no email is silently logged instead of sent.
+    pub fn require_outside_debug(&self, profile: &str) -> Result<(), String> {
         if profile != "debug" && self.jwt_secret.is_none() {
             return Err(format!(
                 "the {profile} profile needs a jwt_secret of at least {MIN_SECRET_BYTES} bytes \
                  (only the debug profile makes a random one): set ROCKET_JWT_SECRET (for \
                  example to the output of `openssl rand -hex 32`) or jwt_secret in Rocket.toml"
+            ));
+        }
+        if profile != "debug" && self.smtp.enabled && self.smtp.url.is_none() {
+            return Err(format!(
+                "the {profile} profile needs smtp.url to send welcome emails (only the debug \
+                 profile logs them instead): set ROCKET_SMTP='{{url=\"smtp://host:587\"}}', or \
+                 ROCKET_SMTP='{{enabled=false}}' to queue and send none"
             ));
         }
         Ok(())
@@ -492,16 +505,27 @@ mod tests {
         };
         assert!(short.validate().unwrap_err().contains("at least 32 bytes"));
         let none = Settings::default();
-        assert!(none.require_secret("debug").is_ok());
+        assert!(none.require_outside_debug("debug").is_ok());
         assert!(none
-            .require_secret("release")
+            .require_outside_debug("release")
             .unwrap_err()
             .contains("ROCKET_JWT_SECRET"));
         let good = Settings {
             jwt_secret: Some(Secret::new("x".repeat(32))),
             ..Settings::default()
         };
-        assert!(good.validate().is_ok() && good.require_secret("release").is_ok());
+        assert!(good
+            .require_outside_debug("release")
+            .unwrap_err()
+            .contains("needs smtp.url"));
+        let good = Settings {
+            smtp: SmtpSettings {
+                enabled: false,
+                ..SmtpSettings::default()
+            },
+            ..good
+        };
+        assert!(good.validate().is_ok() && good.require_outside_debug("release").is_ok());
         assert!(
             !format!("{good:?}").contains("xxxx"),
             "Debug hides the secret"

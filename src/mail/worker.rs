@@ -41,13 +41,30 @@ const PRUNE_EVERY: Duration = Duration::from_secs(3600);
 /// The longest wait between two attempts of a job.
 const MAX_BACKOFF_SECS: f64 = 3600.0;
 
-/// Wakes the worker when a job is queued, so emails go out at once.
+/// Between the requests and this instance's worker: wakes the worker when
+/// a job is queued, so emails go out at once, and tells readiness whether
+/// sending is failing.
 #[derive(Default, Clone)]
-pub struct OutboxSignal(Arc<Notify>);
+pub struct OutboxSignal {
+    queued: Arc<Notify>,
+    /// The error of the latest attempt, while the latest attempt failed.
+    failing: Arc<Mutex<Option<String>>>,
+}
 
 impl OutboxSignal {
     pub fn job_queued(&self) {
-        self.0.notify_one();
+        self.queued.notify_one();
+    }
+
+    /// Why sending fails, if the latest attempt of this instance did.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().ok().and_then(|slot| slot.clone())
+    }
+
+    fn attempted(&self, outcome: &Result<(), String>) {
+        if let Ok(mut slot) = self.failing.lock() {
+            *slot = outcome.as_ref().err().cloned();
+        }
     }
 }
 
@@ -161,13 +178,13 @@ impl Worker {
             let claimed = self.claim().await;
             let idle = !matches!(claimed, Ok(Some(_)));
             match claimed {
-                Ok(Some(job)) => self.process(job).await,
+                Ok(Some(job)) => self.process(job, &signal).await,
                 Ok(None) => {}
                 Err(err) => log::warn!("outbox: cannot claim jobs: {err}"),
             }
             if idle {
                 rocket::tokio::select! {
-                    _ = signal.0.notified() => {}
+                    _ = signal.queued.notified() => {}
                     _ = rocket::tokio::time::sleep(POLL) => {}
                     _ = &mut shutdown => break,
                 }
@@ -201,11 +218,12 @@ impl Worker {
         Ok(jobs.into_iter().next())
     }
 
-    async fn process(&self, job: Job) {
+    async fn process(&self, job: Job, signal: &OutboxSignal) {
         let outcome = match rocket::tokio::time::timeout(SEND_TIMEOUT, self.deliver(&job)).await {
             Ok(outcome) => outcome,
             Err(_) => Err(format!("no answer within {} s", SEND_TIMEOUT.as_secs())),
         };
+        signal.attempted(&outcome);
         let error;
         let give_up_at = job.created_at
             + time::Duration::seconds(self.settings.give_up_after.min(i64::MAX as u64) as i64);

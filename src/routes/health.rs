@@ -11,6 +11,7 @@ use serde::Serialize;
 use crate::db::Db;
 use crate::error::ApiError;
 use crate::fairings::rate_limit::RateLimits;
+use crate::mail::worker::OutboxSignal;
 use crate::shutdown::Draining;
 
 /// How long readiness waits for the database before answering 503.
@@ -20,7 +21,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HealthStatus {
     /// `ok` when live, `ready` when the database answers.
     pub status: &'static str,
-    /// What works in a degraded way (Redis unreachable, say), if anything.
+    /// What works in a degraded way (Redis unreachable, emails failing),
+    /// if anything.
     pub notes: Vec<String>,
 }
 
@@ -41,6 +43,7 @@ pub fn live() -> Json<HealthStatus> {
 pub async fn ready(
     db: &State<Db>,
     draining: &State<Draining>,
+    outbox: &State<OutboxSignal>,
     limits: RateLimits<'_>,
 ) -> Result<Json<HealthStatus>, ApiError> {
     if draining.is_set() {
@@ -48,10 +51,18 @@ pub async fn ready(
     }
     let unavailable = || ApiError::Unavailable("Database unavailable".into());
     match rocket::tokio::time::timeout(READY_TIMEOUT, db.ping()).await {
-        Ok(Ok(())) => Ok(Json(HealthStatus {
-            status: "ready",
-            notes: limits.degraded().into_iter().collect(),
-        })),
+        Ok(Ok(())) => {
+            let mut notes: Vec<String> = limits.degraded().into_iter().collect();
+            if let Some(error) = outbox.failing() {
+                notes.push(format!(
+                    "emails are not being sent (they wait in the outbox and are retried): {error}"
+                ));
+            }
+            Ok(Json(HealthStatus {
+                status: "ready",
+                notes,
+            }))
+        }
         Ok(Err(err)) => {
             log::warn!("readiness: {err}");
             Err(unavailable())

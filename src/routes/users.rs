@@ -7,6 +7,7 @@ use rocket_okapi::openapi;
 
 use crate::auth::password::PasswordHasher;
 use crate::auth::{AuthConn, AuthUser};
+use crate::config::Settings;
 use crate::db::users::{self, Changes, SeenUser, UserRecord};
 use crate::db::{now, outbox, sessions, uploads, Db, DbPool};
 use crate::domain::user::{
@@ -57,6 +58,7 @@ impl From<&SeenUser> for UserResponse {
 #[post("/users", data = "<body>")]
 pub async fn create_user(
     db: &State<Db>,
+    settings: &State<Settings>,
     hasher: &State<PasswordHasher>,
     outbox_signal: &State<OutboxSignal>,
     body: ValidJson<CreateUserRequest>,
@@ -79,13 +81,15 @@ pub async fn create_user(
     )
     .await?;
     // The welcome email commits with the user, or neither does.
-    let welcome = serde_json::to_string(&WelcomeEmail {
-        user_id: user.id,
-        username: user.username.clone(),
-        email: user.email.clone(),
-    })
-    .map_err(ApiError::internal("queueing the welcome email"))?;
-    outbox::enqueue(tx.conn(), WELCOME_EMAIL, &welcome, Some(user.id), now).await?;
+    if settings.smtp.enabled {
+        let welcome = serde_json::to_string(&WelcomeEmail {
+            user_id: user.id,
+            username: user.username.clone(),
+            email: user.email.clone(),
+        })
+        .map_err(ApiError::internal("queueing the welcome email"))?;
+        outbox::enqueue(tx.conn(), WELCOME_EMAIL, &welcome, Some(user.id), now).await?;
+    }
     tx.commit().await?;
     outbox_signal.job_queued();
     Ok(Created::new(format!("/api/v1/users/{}", user.id)).body(Json(UserResponse::from(&user))))

@@ -387,6 +387,24 @@ fn a_typo_in_the_configuration_is_refused_with_exit_2_before_the_database_is_tou
 }
 
 #[test]
+fn outside_debug_emails_need_an_smtp_url_or_to_be_switched_off() {
+    let secret = ("ROCKET_JWT_SECRET", "s3cret-s3cret-s3cret-s3cret-s3cret");
+    let (status, text, dir) = run(&["serve"], &[("ROCKET_PROFILE", "release"), secret]);
+    assert_eq!(status, Some(2), "{text}");
+    assert!(text.contains("needs smtp.url"), "{text}");
+    assert!(!dir.path().join("roster.db").exists());
+    let (status, text, _) = run(
+        &["config", "check"],
+        &[
+            ("ROCKET_PROFILE", "release"),
+            secret,
+            ("ROCKET_SMTP", "{enabled=false}"),
+        ],
+    );
+    assert_eq!(status, Some(0), "{text}");
+}
+
+#[test]
 fn config_check_prints_the_effective_settings_without_secrets() {
     let (status, text, dir) = run(
         &["config", "check"],

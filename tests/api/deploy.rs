@@ -21,6 +21,7 @@ fn the_systemd_unit_verifies_and_its_commands_run() {
              DATABASE_URL=sqlite://{}?mode=rwc\n\
              ROCKET_RATE_LIMIT={{backend=\"memory\"}}\n\
              ROCKET_TRUSTED_PROXIES=[\"10.0.0.5\"]\n\
+             ROCKET_SMTP={{url=\"smtp://127.0.0.1:2525\", from=\"noreply@example.com\"}}\n\
              ROCKET_ADDRESS=0.0.0.0\n",
             database.display()
         ),

@@ -200,11 +200,34 @@ async fn an_email_queued_while_smtp_is_down_arrives_once_it_is_back() {
         pending[0].attempts >= 1 && pending[0].last_error.is_some(),
         "{pending:?}"
     );
+    let ready = app.get("/health/ready").await;
+    assert_eq!(
+        ready.status,
+        Status::Ok,
+        "mail never makes the service unready"
+    );
+    assert!(
+        ready.body["notes"][0]
+            .as_str()
+            .is_some_and(|note| note.contains("emails are not being sent")),
+        "readiness says sending fails: {}",
+        ready.text
+    );
     let sink = SmtpSink::start_on(port, false);
     let messages = sink.wait_for(1, Duration::from_secs(20)).await;
     assert_eq!(messages.len(), 1, "delivered after the server came back");
     let sent = wait_for_status(&app, "sent", Duration::from_secs(5)).await;
     assert!(sent[0].attempts >= 2, "{sent:?}");
+    let ready = app.get("/health/ready").await;
+    assert_eq!(ready.body["notes"], json!([]), "{}", ready.text);
+}
+
+#[rocket::async_test]
+async fn with_smtp_disabled_nothing_is_queued_or_sent() {
+    let app = TestApp::spawn_with(|f| f.merge(("smtp.enabled", false))).await;
+    app.register("alice").await;
+    assert!(jobs(&app).await.is_empty());
+    assert_eq!(app.login("alice", PASSWORD).await.status, Status::Ok);
 }
 
 #[rocket::async_test]

@@ -115,7 +115,10 @@ class Server:
         env = dict(os.environ, ROCKET_PORT=str(self.port), ROCKET_ADDRESS="127.0.0.1", ROCKET_PROFILE="release",
                    ROCKET_JWT_SECRET=SECRET, ROCKET_LOG_LEVEL="normal", ROCKET_BCRYPT_COST="4",
                    ROCKET_RATE_LIMIT=NO_LIMITS, ROCKET_UPLOAD=f'{{dir="{self.workdir}/uploads"}}',
-                   ROCKET_CLI_COLORS="false", DATABASE_URL=self.database_url)
+                   ROCKET_CLI_COLORS="false", DATABASE_URL=self.database_url,
+                   # Release needs an SMTP server: one that is not there, so
+                   # welcome emails wait in the outbox (test 3 sets its own).
+                   ROCKET_SMTP=f'{{url="smtp://127.0.0.1:{free_port()}"}}')
         env.update(self.extra)
         self.log = open(self.log_path, "a")
         limit_files = None

@@ -78,7 +78,7 @@ def refused(binary, workdir, url, label, *expected):
     port = free_port()
     env = dict(os.environ, ROCKET_PORT=str(port), ROCKET_ADDRESS="127.0.0.1", ROCKET_PROFILE="release",
                ROCKET_JWT_SECRET=faults.SECRET, ROCKET_LOG_LEVEL="normal", ROCKET_CLI_COLORS="false",
-               ROCKET_UPLOAD=f'{{dir="{workdir}/uploads"}}', DATABASE_URL=url)
+               ROCKET_UPLOAD=f'{{dir="{workdir}/uploads"}}', ROCKET_SMTP='{enabled=false}', DATABASE_URL=url)
     try:
         done = subprocess.run([binary], cwd=workdir, env=env, capture_output=True, text=True, timeout=60)
     except subprocess.TimeoutExpired:

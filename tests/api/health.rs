@@ -33,4 +33,7 @@ async fn readiness_is_503_json_while_the_database_is_closed() {
     assert_eq!(users.status, Status::ServiceUnavailable);
     assert!(!users.text.contains("pool"), "no internals: {}", users.text);
     assert_eq!(users.header("Retry-After"), Some("2"), "says when to retry");
+    let me = app.get_as(&alice, "/api/v1/users/me").await;
+    assert_eq!(me.status, Status::ServiceUnavailable);
+    assert_eq!(me.header("Retry-After"), Some("2"), "{:?}", me.text);
 }

@@ -89,14 +89,15 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 def status_and_headers(method, url, token=None, timeout=30):
-    """The status and headers of a response (any status)."""
+    """The status and headers of a response (any status); the headers are
+    looked up ignoring case, as HTTP names them."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     req = urlrequest.Request(url, method=method, headers=headers)
     try:
         with urlrequest.urlopen(req, timeout=timeout) as reply:
-            return reply.status, dict(reply.headers)
+            return reply.status, reply.headers
     except urlrequest.HTTPError as err:
-        return err.code, dict(err.headers)
+        return err.code, err.headers
     except OSError:
         return 0, {}
 
@@ -228,7 +229,7 @@ def postgres_stopped_mid_flight(binary, workdir):
         check(500 not in {r[2] for r in results}, "no 500 at any time")
         check(ready_status == 503, f"readiness is 503 while it is down ({ready_status})")
         status, headers = status_and_headers("GET", f"{server.base}/api/v1/users/me", token=token)
-        retry_after = headers.get("Retry-After", "")
+        retry_after = headers.get("Retry-After") or ""
         check(status == 503 and retry_after.isdigit(), f"a 503 says when to retry ({status}, Retry-After {retry_after!r})")
         pg.start()
         deadline = time.time() + 20

@@ -257,7 +257,10 @@ async fn serve() -> ExitCode {
             return ExitCode::from(BAD_CONFIG);
         }
     };
-    match rocket.attach(roster::shutdown::signals()).launch().await {
+    let rocket = rocket
+        .attach(roster::shutdown::signals())
+        .attach(roster::shutdown::close_connections_while_draining());
+    match rocket.launch().await {
         Ok(rocket) => {
             if let Some(db) = roster::db::Db::fetch(&rocket) {
                 db.close_all().await;

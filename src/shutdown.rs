@@ -29,6 +29,21 @@ impl Draining {
     }
 }
 
+/// While draining, every response says `Connection: close`: clients that
+/// keep connections open (a reverse proxy's upstream pool) open new ones,
+/// which reach another instance once this one stops listening, instead of
+/// sending on a connection this one is about to close.
+pub fn close_connections_while_draining() -> AdHoc {
+    AdHoc::on_response("Close connections while draining", |request, response| {
+        Box::pin(async move {
+            let draining = request.rocket().state::<Draining>();
+            if draining.is_some_and(Draining::is_set) {
+                response.set_raw_header("Connection", "close");
+            }
+        })
+    })
+}
+
 /// Listens for SIGTERM, SIGINT and SIGHUP once serving. Only the binary
 /// attaches it: signal handlers belong to the process, and a test process
 /// keeps its own.

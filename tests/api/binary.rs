@@ -144,6 +144,11 @@ async fn sigterm_drains_readiness_first_while_serving_and_sighup_is_ignored() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201, "requests are still served");
+    assert_eq!(
+        created.headers()["connection"],
+        "close",
+        "keep-alive clients reconnect (elsewhere, once it stops listening)"
+    );
     let status = server.wait_exit(Duration::from_secs(30));
     assert_eq!(status.code(), Some(0), "graceful exit");
     let took = signalled.elapsed();

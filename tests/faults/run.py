@@ -19,6 +19,9 @@
    their headers are never cut and soon no one else is served; behind
    deploy/nginx.conf (this very file, ports rewritten) nginx cuts
    them after client_header_timeout and everyone else is served throughout.
+7. A rolling restart: two instances on PostgreSQL behind
+   deploy/nginx.conf, each sent SIGTERM and started again in turn while
+   reads and logins stream through nginx: no 5xx, no dropped request.
 
 Usage: run.py --binary target/release/roster --postgres-url URL --artifacts DIR [--only N ...]
 Only 127.0.0.1 is used. The shared PostgreSQL is never stopped: test 1 makes
@@ -110,8 +113,8 @@ class Server:
         self.log_path = Path(workdir) / log_name
         self.start()
 
-    def start(self):
-        self.port = free_port()
+    def start(self, port=None):
+        self.port = port or free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = dict(os.environ, ROCKET_PORT=str(self.port), ROCKET_ADDRESS="127.0.0.1", ROCKET_PROFILE="release",
                    ROCKET_JWT_SECRET=SECRET, ROCKET_LOG_LEVEL="normal", ROCKET_BCRYPT_COST="4",
@@ -433,17 +436,19 @@ def abusive_requests(binary, workdir):
 class Nginx:
     """nginx running deploy/nginx.conf in front of `upstream_port`."""
 
-    def __init__(self, workdir, upstream_port):
+    def __init__(self, workdir, *upstream_ports):
         prefix = Path(workdir) / "nginx"
         for sub in ("", "temp"):
             (prefix / sub).mkdir(parents=True, exist_ok=True)
         self.port = free_port()
         conf = (REPO / "deploy/nginx.conf").read_text()
         conf, listens = re.subn(r"^(\s*)listen 80;", rf"\1listen 127.0.0.1:{self.port};", conf, flags=re.M)
-        conf, upstreams = re.subn(r"^(\s*)server 127\.0\.0\.1:8000;", rf"\1server 127.0.0.1:{upstream_port};",
-                                  conf, flags=re.M)
+        def servers(match):
+            indent, params = match.group(1), match.group(2) or ""
+            return "\n".join(f"{indent}server 127.0.0.1:{port}{params};" for port in upstream_ports)
+        conf, upstreams = re.subn(r"^(\s*)server 127\.0\.0\.1:8000( [^;]*)?;", servers, conf, flags=re.M)
         if (listens, upstreams) != (1, 1):
-            raise SystemExit("deploy/nginx.conf: expected one `listen 80;` and one `server 127.0.0.1:8000;`")
+            raise SystemExit("deploy/nginx.conf: expected one `listen 80;` and one `server 127.0.0.1:8000 ...;`")
         (prefix / "roster.conf").write_text(conf)
         temp = prefix / "temp"
         user = "root root" if os.geteuid() == 0 else ""
@@ -451,7 +456,7 @@ class Nginx:
 {"user " + user + ";" if user else ""}
 worker_processes 1;
 pid {prefix}/nginx.pid;
-error_log {prefix}/error.log;
+error_log {workdir}/nginx-error.log;
 events {{ worker_connections 4096; }}
 http {{
     access_log {prefix}/access.log;
@@ -470,7 +475,7 @@ http {{
         deadline = time.time() + 20
         while call("GET", f"http://127.0.0.1:{self.port}/health/live", timeout=1)[0] != 200:
             if self.process.poll() is not None or time.time() > deadline:
-                raise SystemExit(f"nginx did not start; see {workdir}/nginx.log and {prefix}/error.log")
+                raise SystemExit(f"nginx did not start; see {workdir}/nginx.log and {workdir}/nginx-error.log")
             time.sleep(0.2)
 
     def stop(self):
@@ -576,6 +581,59 @@ def slow_connections(binary, workdir):
         behind.stop()
 
 
+def rolling_restart(binary, workdir, postgres_url):
+    print("7. Two instances behind nginx restarted one after the other under load")
+    name = f"roster_rolling_{os.getpid()}"
+    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+    proxied = {"ROCKET_TRUSTED_PROXIES": '["127.0.0.1"]'}
+    servers = [Server(binary, workdir, url, env=proxied, log_name=f"rolling-{i}.log") for i in range(2)]
+    nginx = Nginx(workdir, *(s.port for s in servers))
+    front = f"http://127.0.0.1:{nginx.port}"
+    try:
+        for user in ("steady", "writer"):
+            check(call("POST", f"{front}/api/v1/users", {"username": user, "email": f"{user}@example.com",
+                                                        "password": PASSWORD})[0] == 201, f"{user} registered through nginx")
+        token = call("POST", f"{front}/api/v1/auth/login", {"username": "steady", "password": PASSWORD})[1]["access_token"]
+        statuses, done = [], threading.Event()
+
+        def load(kind):
+            while not done.is_set():
+                if kind == "read":
+                    statuses.append(call("GET", f"{front}/api/v1/users/me", token=token, timeout=30)[0])
+                else:
+                    # Another user: its logins end its oldest sessions
+                    # (max_sessions_per_user), never the reader's.
+                    statuses.append(call("POST", f"{front}/api/v1/auth/login",
+                                         {"username": "writer", "password": PASSWORD}, timeout=30)[0])
+
+        threads = [threading.Thread(target=load, args=(kind,)) for kind in ("read", "read", "read", "write")]
+        for t in threads:
+            t.start()
+        time.sleep(2)
+        for server in servers:
+            port = server.port
+            server.process.send_signal(signal.SIGTERM)
+            server.process.wait(timeout=60)
+            server.start(port)
+            time.sleep(1)
+        time.sleep(2)
+        done.set()
+        for t in threads:
+            t.join()
+        counts = {status: statuses.count(status) for status in sorted(set(statuses))}
+        print(f"       statuses: {counts}")
+        errors = sorted({s for s in statuses if s == 0 or s >= 500})
+        check(len(statuses) > 200 and not errors,
+              f"{len(statuses)} requests through two restarts: no 5xx or dropped connection (errors {errors}, "
+              f"statuses {sorted(set(statuses))})")
+    finally:
+        nginx.stop()
+        for server in servers:
+            server.stop()
+        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--binary", required=True)
@@ -610,6 +668,8 @@ def main():
                 abusive_requests(binary, workdir)
             if wanted(6):
                 slow_connections(binary, workdir)
+            if wanted(7):
+                rolling_restart(binary, workdir, args.postgres_url)
         finally:
             for log in Path(workdir).glob("*.log"):
                 shutil.copy(log, artifacts / log.name)

@@ -200,9 +200,21 @@ impl Settings {
     /// them: the application is built only from settings that passed.
     pub fn load(figment: &Figment) -> Result<Settings, ConfigError> {
         let settings = Settings::read(figment)?;
+        let profile = figment.profile().as_str().as_str().to_owned();
         settings
-            .require_outside_debug(figment.profile().as_str().as_str())
+            .require_outside_debug(&profile)
             .map_err(ConfigError)?;
+        // Rocket's debug output prints every request's headers,
+        // `Authorization` included: never where real tokens pass.
+        let rocket: rocket::Config = figment
+            .extract()
+            .map_err(|err| ConfigError(err.to_string()))?;
+        if profile != "debug" && rocket.log_level == rocket::config::LogLevel::Debug {
+            return Err(ConfigError(format!(
+                "log_level \"debug\" is refused in the {profile} profile: Rocket's debug output \
+                 prints every request's headers, bearer tokens included; use \"normal\""
+            )));
+        }
         Ok(settings)
     }
 

@@ -697,3 +697,142 @@ async fn outbox_list_and_retry_let_an_operator_requeue_dead_jobs() {
         "an id or --dead is required (clap's usage error)"
     );
 }
+
+#[rocket::async_test]
+async fn no_password_token_or_secret_ever_reaches_the_log() {
+    const SECRET: &str = "jwt-secret-that-must-never-be-logged-0123";
+    const FIRST: &str = "Sup3rSecretPassw0rd";
+    const SECOND: &str = "An0therSecretPassw0rd";
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!(
+        "sqlite://{}?mode=rwc",
+        dir.path().join("roster.db").display()
+    );
+    let mut server = Server::start(
+        dir.path(),
+        &[
+            ("DATABASE_URL", &url),
+            // The most Roster logs in a profile that serves real tokens:
+            // "debug" is refused outside the debug profile (below).
+            ("ROCKET_LOG_LEVEL", "normal"),
+            ("ROCKET_JWT_SECRET", SECRET),
+        ],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let api = |path: &str| format!("{}/api/v1{path}", server.base);
+    let created = http
+        .post(api("/users"))
+        .json(&json!({"username": "alice", "email": "alice@example.com", "password": FIRST}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(created.status(), 201);
+    let login: Value = http
+        .post(api("/auth/login"))
+        .json(&json!({"username": "alice", "password": FIRST}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (access, refresh) = (
+        login["access_token"].as_str().unwrap().to_owned(),
+        login["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    let refreshed: Value = http
+        .post(api("/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access2 = refreshed["access_token"].as_str().unwrap().to_owned();
+    let refresh2 = refreshed["refresh_token"].as_str().unwrap().to_owned();
+    // A reused refresh token, a wrong password, a form login, a password
+    // change: the paths that log warnings and errors.
+    let reuse = http
+        .post(api("/auth/refresh"))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(reuse.status(), 401);
+    let wrong = http
+        .post(api("/auth/login"))
+        .form(&[("username", "alice"), ("password", SECOND)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(wrong.status(), 401);
+    let form: Value = http
+        .post(api("/auth/login"))
+        .form(&[("username", "alice"), ("password", FIRST)])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access3 = form["access_token"].as_str().unwrap().to_owned();
+    let changed = http
+        .put(api("/users/me/password"))
+        .bearer_auth(&access3)
+        .json(&json!({"current_password": FIRST, "new_password": SECOND}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(changed.status(), 204);
+    let stale = http
+        .get(api("/users/me"))
+        .bearer_auth(&access2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 401);
+    server.signal("TERM");
+    server.wait_exit(Duration::from_secs(30));
+
+    let log = format!(
+        "{}{}",
+        std::fs::read_to_string(&server.log).unwrap_or_default(),
+        std::fs::read_to_string(dir.path().join("server.err")).unwrap_or_default()
+    );
+    assert!(
+        log.contains("/api/v1/auth/login"),
+        "the log has the requests: {log}"
+    );
+    let signature = |token: &str| token.rsplit('.').next().unwrap().to_owned();
+    for (what, secret) in [
+        ("the first password", FIRST.to_owned()),
+        ("the second password", SECOND.to_owned()),
+        ("jwt_secret", SECRET.to_owned()),
+        ("an access token", signature(&access)),
+        ("a refreshed access token", signature(&access2)),
+        ("a form login's access token", signature(&access3)),
+        ("a refresh token", refresh.clone()),
+        ("a rotated refresh token", refresh2.clone()),
+    ] {
+        if let Some(at) = log.find(&secret) {
+            let start = log[..at].rfind('\n').map_or(0, |i| i + 1);
+            let end = log[at..].find('\n').map_or(log.len(), |i| at + i);
+            panic!("{what} is in the log: {}", &log[start..end]);
+        }
+    }
+
+    // Rocket's debug output prints request headers: refused where it matters.
+    let (status, text, _) = run(
+        &["serve"],
+        &[
+            ("ROCKET_PROFILE", "release"),
+            ("ROCKET_JWT_SECRET", SECRET),
+            ("ROCKET_SMTP", "{enabled=false}"),
+            ("ROCKET_LOG_LEVEL", "debug"),
+        ],
+    );
+    assert_eq!(status, Some(2), "{text}");
+    assert!(text.contains("bearer tokens included"), "{text}");
+}

@@ -132,6 +132,30 @@ async fn a_50_mib_upload_and_download_stream_with_flat_memory() {
     let digest = format!("{:x}", Sha256::digest(&content));
     drop(content);
 
+    // A small upload and download first, so that what the first transfer
+    // allocates once (buffers, the allocator's per-thread caches) is in
+    // the baseline: what is measured is what grows with the file.
+    let small = dir.path().join("small.bin");
+    std::fs::write(&small, vec![7u8; 1 << 20]).unwrap();
+    let warm = Command::new("curl")
+        .args(["-sS", "--fail-with-body", "-H", &auth, "-F"])
+        .arg(format!("file=@{}", small.display()))
+        .arg(format!("{}/api/v1/uploads", server.base))
+        .output()
+        .expect("curl runs");
+    assert!(warm.status.success());
+    let warm: Value = serde_json::from_slice(&warm.stdout).unwrap();
+    let fetched = Command::new("curl")
+        .args(["-sS", "--fail", "-o", "/dev/null", "-H", &auth])
+        .arg(format!(
+            "{}/api/v1/uploads/{}/content",
+            server.base,
+            warm["id"].as_str().unwrap()
+        ))
+        .status()
+        .expect("curl runs");
+    assert!(fetched.success());
+
     let pid = server.child.id();
     let before = proc_kib(pid, "VmHWM");
     let out = Command::new("curl")

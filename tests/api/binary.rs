@@ -728,15 +728,7 @@ async fn no_password_token_or_secret_ever_reaches_the_log() {
         .await
         .unwrap();
     assert_eq!(created.status(), 201);
-    let login: Value = http
-        .post(api("/auth/login"))
-        .json(&json!({"username": "alice", "password": FIRST}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = server.login("alice", FIRST).await;
     let (access, refresh) = (
         login["access_token"].as_str().unwrap().to_owned(),
         login["refresh_token"].as_str().unwrap().to_owned(),

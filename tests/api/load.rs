@@ -104,15 +104,7 @@ async fn a_50_mib_upload_and_download_stream_with_flat_memory() {
         .send()
         .await
         .unwrap();
-    let login: Value = http
-        .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&json!({"username": "alice", "password": "Passw0rd1"}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = server.login("alice", "Passw0rd1").await;
     let auth = format!(
         "Authorization: Bearer {}",
         login["access_token"].as_str().unwrap()

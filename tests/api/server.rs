@@ -18,6 +18,18 @@ pub struct Server {
 }
 
 impl Server {
+    /// Signs in over HTTP: the token pair as the server answers it.
+    pub async fn login(&self, username: &str, password: &str) -> serde_json::Value {
+        let reply = reqwest::Client::new()
+            .post(format!("{}/api/v1/auth/login", self.base))
+            .json(&serde_json::json!({"username": username, "password": password}))
+            .send()
+            .await
+            .expect("the server answers");
+        assert_eq!(reply.status(), 200, "login of {username}");
+        reply.json().await.expect("a JSON token pair")
+    }
+
     pub async fn start(dir: &Path, extra_env: &[(&str, &str)]) -> Server {
         let port = free_port();
         let log = dir.join("server.log");

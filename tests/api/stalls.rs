@@ -182,15 +182,7 @@ async fn an_upload_that_stalls_is_408_and_its_bytes_count_against_the_quota_unti
     .await;
     app.register("alice").await;
     let http = reqwest::Client::new();
-    let login: serde_json::Value = http
-        .post(format!("{}/api/v1/auth/login", server.base))
-        .json(&json!({"username": "alice", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let login = server.login("alice", PASSWORD).await;
     let bearer = format!("Bearer {}", login["access_token"].as_str().unwrap());
     let boundary = "XyZzYboundary";
     let content_type = format!("multipart/form-data; boundary={boundary}");

@@ -206,9 +206,7 @@ impl Settings {
             .map_err(ConfigError)?;
         // Rocket's debug output prints every request's headers,
         // `Authorization` included: never where real tokens pass.
-        let rocket: rocket::Config = figment
-            .extract()
-            .map_err(|err| ConfigError(err.to_string()))?;
+        let rocket = check_runtime(figment)?;
         if profile != "debug" && rocket.log_level == rocket::config::LogLevel::Debug {
             return Err(ConfigError(format!(
                 "log_level \"debug\" is refused in the {profile} profile: Rocket's debug output \
@@ -392,7 +390,7 @@ fn defaults() -> Figment {
 
 /// Rocket's settings that size the runtime, which Rocket would otherwise
 /// refuse with a panic.
-pub fn check_runtime(figment: &Figment) -> Result<(), ConfigError> {
+pub fn check_runtime(figment: &Figment) -> Result<rocket::Config, ConfigError> {
     let config: rocket::Config = figment
         .extract()
         .map_err(|err| ConfigError(err.to_string()))?;
@@ -402,7 +400,7 @@ pub fn check_runtime(figment: &Figment) -> Result<(), ConfigError> {
             config.workers, config.max_blocking
         )));
     }
-    Ok(())
+    Ok(config)
 }
 
 /// The effective configuration of `figment`, checked as serving checks it,

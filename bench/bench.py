@@ -13,6 +13,7 @@ Scenarios (Roster's paths; the FastAPI peer's in brackets):
      ceiling cores / one-hash-time measured in the same run
   g  b again while f runs on other connections
   h  a and b with the rate-limit fairing off: what the fairings cost
+  i  b with metrics off (`metrics.enabled = false`): what metrics cost
 
 For each: requests/s, p50 and p99 latency, errors (non-2xx and socket
 errors), and the server's peak RSS during the scenario. Prints a Markdown
@@ -366,7 +367,7 @@ def run_scenarios(server, script, duration, connections, only_peer_set=False):
     return results
 
 
-def verdicts(roster, peer, fairings, backend="sqlite"):
+def verdicts(roster, peer, fairings, metrics, backend="sqlite"):
     rows = []
 
     def add(target, ok, detail):
@@ -375,6 +376,9 @@ def verdicts(roster, peer, fairings, backend="sqlite"):
     def peak_rss():
         peak = max(v.get("peak_rss_mib", 0) for k, v in roster.items() if isinstance(v, dict))
         add("peak RSS under 64 MiB", peak < 64, f"{peak:.1f} MiB")
+
+    share = metrics["b user by id"]["on_rps"] / metrics["b user by id"]["off_rps"]
+    add("(b) with metrics within 5 % of without", share >= 0.95, f"{share * 100:.0f} %")
 
     if backend == "postgres":
         s = roster["b user by id"]
@@ -408,7 +412,7 @@ def verdicts(roster, peer, fairings, backend="sqlite"):
     return rows
 
 
-def table(roster, peer, fairings):
+def table(roster, peer, fairings, metrics):
     lines = ["| scenario | req/s | p50 ms | p99 ms | errors | peak RSS MiB |" + (" FastAPI req/s | FastAPI p99 ms | Roster / FastAPI |" if peer else ""),
              "|---|---:|---:|---:|---:|---:|" + ("---:|---:|---:|" if peer else "")]
     for key, s in roster.items():
@@ -429,6 +433,12 @@ def table(roster, peer, fairings):
         for key in ("a health", "b user by id"):
             on, off = fairings[key]["on_rps"], fairings[key]["off_rps"]
             lines.append(f"| {key} | {on:.1f} | {off:.1f} | {on / off * 100:.0f} % |")
+    lines.append("\nMetrics cost (i): two servers, metrics on and off (`metrics.enabled = false`), runs interleaved, medians of three:\n")
+    lines.append("| scenario | on req/s | off req/s | on / off |")
+    lines.append("|---|---:|---:|---:|")
+    for key, cost in metrics.items():
+        on, off = cost["on_rps"], cost["off_rps"]
+        lines.append(f"| {key} | {on:.1f} | {off:.1f} | {on / off * 100:.0f} % |")
     return "\n".join(lines)
 
 
@@ -492,29 +502,36 @@ def main():
         finally:
             server.stop()
 
-        # The machine is noisy: the fairing's cost is measured with both
+        # The machine is noisy: a feature's cost is measured with both
         # servers up, runs interleaved, medians of three.
-        print("Rate-limit fairing on and off, interleaved:", flush=True)
-        on = Roster(args.binary, workdir, database_url())
-        off = Roster(args.binary, workdir, database_url(), {"ROCKET_RATE_LIMIT": "{enabled=false}"})
-        fairings = {}
-        try:
-            for server in (on, off):
-                server.seed()
-            tokens = {on: on.token("user00501"), off: off.token("user00501")}
-            for key, path, needs_token in (("a health", "/health/live", False), ("b user by id", "/api/v1/users/5003", True)):
-                runs = {"on": [], "off": []}
-                for _ in range(3):
-                    for label, server in (("on", on), ("off", off)):
-                        stats = wrk(server.base + path, connections=args.connections, duration=args.duration,
-                                    script=script_file.name, token=tokens[server] if needs_token else None)
-                        runs[label].append(stats["rps"])
-                median = lambda xs: sorted(xs)[len(xs) // 2]
-                fairings[key] = {"on_rps": median(runs["on"]), "off_rps": median(runs["off"]), "runs": runs}
-                print(f"  {key:18} on {fairings[key]['on_rps']:10.1f} req/s, off {fairings[key]['off_rps']:10.1f} req/s")
-        finally:
-            on.stop()
-            off.stop()
+        def interleaved(title, off_env, scenarios):
+            print(f"{title} on and off, interleaved:", flush=True)
+            on = Roster(args.binary, workdir, database_url())
+            off = Roster(args.binary, workdir, database_url(), off_env)
+            costs = {}
+            try:
+                for server in (on, off):
+                    server.seed()
+                tokens = {on: on.token("user00501"), off: off.token("user00501")}
+                for key, path, needs_token in scenarios:
+                    runs = {"on": [], "off": []}
+                    for _ in range(3):
+                        for label, server in (("on", on), ("off", off)):
+                            stats = wrk(server.base + path, connections=args.connections, duration=args.duration,
+                                        script=script_file.name, token=tokens[server] if needs_token else None)
+                            runs[label].append(stats["rps"])
+                    median = lambda xs: sorted(xs)[len(xs) // 2]
+                    costs[key] = {"on_rps": median(runs["on"]), "off_rps": median(runs["off"]), "runs": runs}
+                    print(f"  {key:18} on {costs[key]['on_rps']:10.1f} req/s, off {costs[key]['off_rps']:10.1f} req/s")
+            finally:
+                on.stop()
+                off.stop()
+            return costs
+
+        health = ("a health", "/health/live", False)
+        by_id = ("b user by id", "/api/v1/users/5003", True)
+        fairings = interleaved("Rate-limit fairing", {"ROCKET_RATE_LIMIT": "{enabled=false}"}, (health, by_id))
+        metrics = interleaved("Metrics", {"ROCKET_METRICS": "{enabled=false}"}, (by_id,))
 
         peer = None
         if args.compare:
@@ -530,8 +547,8 @@ def main():
             subprocess.run(["psql", admin_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
         shutil.rmtree(workdir, ignore_errors=True)
 
-    rows = verdicts(roster, peer, fairings, args.backend)
-    rendered = table(roster, peer, fairings)
+    rows = verdicts(roster, peer, fairings, metrics, args.backend)
+    rendered = table(roster, peer, fairings, metrics)
     targets = "\n".join(["| target | verdict | measured |", "|---|---|---|"] + [f"| {t} | {v} | {d} |" for t, v, d in rows])
     print("\n" + rendered + "\n\n" + targets)
 
@@ -548,7 +565,7 @@ def main():
     stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     Path(args.json).write_text(json.dumps({"backend": backend, "when": stamp, "commit": commit, "machine": machine,
                                            "command": command, "duration": args.duration, "connections": args.connections,
-                                           "roster": roster, "fairings_off": fairings, "fastapi": peer,
+                                           "roster": roster, "fairings_off": fairings, "metrics_off": metrics, "fastapi": peer,
                                            "targets": [dict(zip(("target", "verdict", "measured"), r)) for r in rows]}, indent=2))
     peer_line = (f"the FastAPI peer (`bench/peer`: uvicorn, 2 workers) on {backend}, a database of its own with the same users, in the same run"
                  if peer else "not run (add --compare)")

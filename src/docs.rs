@@ -233,19 +233,27 @@ pub fn file_upload_body() -> RequestBody {
 
 /// The 200 of an upload's content: its exact bytes.
 pub fn file_download_responses() -> Responses {
-    let binary = SchemaObject {
+    string_ok(
+        "The file's exact bytes, as an attachment, with the type recognised at upload \
+         (`application/octet-stream` when none was).",
+        "*/*",
+        Some("binary"),
+    )
+}
+
+/// A 200 whose body is a string of `media_type` (of `format`, if given).
+pub fn string_ok(description: &str, media_type: &str, format: Option<&str>) -> Responses {
+    let schema = SchemaObject {
         instance_type: Some(InstanceType::String.into()),
-        format: Some("binary".to_owned()),
+        format: format.map(str::to_owned),
         ..Default::default()
     };
     let response = rocket_okapi::okapi::openapi3::Response {
-        description: "The file's exact bytes, as an attachment, with the type recognised at \
-                          upload (`application/octet-stream` when none was)."
-            .to_owned(),
+        description: description.to_owned(),
         content: [(
-            "*/*".to_owned(),
+            media_type.to_owned(),
             MediaType {
-                schema: Some(binary),
+                schema: Some(schema),
                 ..Default::default()
             },
         )]

@@ -19,7 +19,6 @@ use serde::Serialize;
 
 use crate::db::DbError;
 use crate::domain::{ErrorType, Invalid};
-use crate::request_id::RequestId;
 
 /// One failed rule of a request: where (`body.username`, `query.limit`,
 /// `path.user_id`), what (a human message), and a stable machine `type`.
@@ -191,15 +190,15 @@ impl From<DbError> for ApiError {
         match err {
             DbError::Conflict(conflict) => ApiError::Conflict(conflict.message().into()),
             DbError::InvalidValue(cause) => {
-                log::warn!("refused a value the database cannot take: {cause}");
+                tracing::warn!("refused a value the database cannot take: {cause}");
                 ApiError::BadRequest("The request holds a value that cannot be stored".into())
             }
             DbError::Unavailable(cause) => {
-                log::warn!("database unavailable: {cause}");
+                tracing::warn!("database unavailable: {cause}");
                 ApiError::Unavailable("Database unavailable".into())
             }
             DbError::TimedOut(cause) => {
-                log::warn!("stopped a statement at its time limit: {cause}");
+                tracing::warn!("stopped a statement at its time limit: {cause}");
                 ApiError::Unavailable(
                     "The query took too long and was stopped; narrow it and try again".into(),
                 )
@@ -221,20 +220,16 @@ impl From<Invalid> for ApiError {
 }
 
 impl<'r> Responder<'r, 'static> for ApiError {
-    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+    fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
         let status = self.status();
+        // The request's span names it (and the access line its method,
+        // path and status).
         if status.code >= 500 {
-            let id = request.local_cache(RequestId::generate);
             match &self {
-                ApiError::Internal { context, cause } => log::error!(
-                    "request {} {} {} failed {}: {}",
-                    id.as_str(),
-                    request.method(),
-                    request.uri(),
-                    context,
-                    error_chain(cause.as_ref())
-                ),
-                other => log::warn!("request {} answered {status}: {other}", id.as_str()),
+                ApiError::Internal { context, cause } => {
+                    tracing::error!("failed {}: {}", context, error_chain(cause.as_ref()))
+                }
+                other => tracing::warn!("answered {status}: {other}"),
             }
         }
         let body = self.body();

@@ -22,6 +22,7 @@ pub mod routes;
 pub mod secret;
 pub mod shutdown;
 pub mod startup;
+pub mod telemetry;
 pub mod uploads;
 
 use std::sync::Arc;
@@ -35,12 +36,14 @@ use crate::auth::password::PasswordHasher;
 use crate::config::{ConfigError, Settings};
 use crate::db::Db;
 use crate::fairings::allow::MethodCheck;
-use crate::fairings::client_ip::TrustedProxies;
+use crate::fairings::client_ip::{Networks, TrustedProxies};
 use crate::fairings::rate_limit::RateLimitFairing;
 use crate::fairings::request_id::RequestIdFairing;
 use crate::fairings::request_limits::RequestLimits;
 use crate::limits::RateLimiter;
 use crate::mail::worker::{OutboxSignal, OutboxWorker};
+use crate::telemetry::access::{traced, traced_catchers, Arrival, Departure};
+use crate::telemetry::metrics::Metrics;
 
 /// Builds the application from a figment (see [`config::figment`]): the
 /// settings are read and checked first, and an invalid configuration is an
@@ -59,6 +62,12 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         settings.bcrypt_cost,
         std::time::Duration::from_secs(settings.bcrypt_queue_timeout),
     );
+    let metrics = match settings.metrics.enabled {
+        true => Some(Metrics::new(
+            Networks::parse("metrics.allow", &settings.metrics.allow).map_err(ConfigError)?,
+        )),
+        false => None,
+    };
     let outbox = OutboxSignal::default();
     let outbox_worker = OutboxWorker::new(settings.smtp.clone(), outbox.clone());
 
@@ -66,8 +75,13 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
     let (v1_routes, v1_spec) = routes::v1(&docs);
     let (v2_routes, v2_spec) = routes::v2(&docs);
     let (health_routes, health_spec) = routes::health(&docs);
+    let (metrics_routes, metrics_spec) = telemetry::metrics::routes(&docs);
+    let mut v1_parts = vec![("/api/v1", v1_spec), ("/health", health_spec)];
+    if metrics.is_some() {
+        v1_parts.push(("", metrics_spec));
+    }
     let v1_doc = docs::document(
-        &[("/api/v1", v1_spec), ("/health", health_spec)],
+        &v1_parts,
         "This is version 1 of the API; version 2 lists users with a cursor.",
     );
     let v2_doc = docs::document(
@@ -76,15 +90,15 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
          everything else is in version 1.",
     );
 
-    // Rocket starts its logger here: what logs comes after.
     let rocket = rocket::custom(figment);
     let keys = startup::token_keys(&settings)?;
     let vary_origin = cors.is_some().then(fairings::cors::vary_origin);
     let rate_limits = limiter
         .clone()
-        .map(|limiter| RateLimitFairing::new(limiter, proxies));
+        .map(|limiter| RateLimitFairing::new(limiter, proxies.clone()));
     let rocket = rocket
         // Around every request, in the order they see it.
+        .attach(Arrival)
         .attach(RequestIdFairing)
         .attach(RequestLimits)
         .attach_some(cors)
@@ -101,19 +115,26 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         .attach(auth::pruner::fairing())
         .attach_some(settings.smtp.enabled.then_some(outbox_worker))
         .attach(startup::announce())
+        // Last, to see the final status: the access line and metrics.
+        .attach(Departure::new(metrics.clone()))
+        .manage(proxies)
         .manage(settings)
         .manage(hasher)
         .manage(keys)
         .manage(outbox)
         .manage(limiter)
         .manage(shutdown::Draining::default())
-        .mount("/health", health_routes)
-        .mount("/api/v1", v1_routes)
+        .mount("/health", traced(health_routes))
+        .mount("/api/v1", traced(v1_routes))
         .mount("/api/v1", vec![docs::json_route(v1_doc)])
-        .mount("/api/v2", v2_routes)
+        .mount("/api/v2", traced(v2_routes))
         .mount("/api/v2", vec![docs::json_route(v2_doc)])
-        .mount("/", fairings::reject::routes())
-        .register("/", catchers![routes::catchers::json]);
+        .mount("/", traced(fairings::reject::routes()))
+        .register("/", traced_catchers(catchers![routes::catchers::json]));
+    let rocket = match metrics {
+        Some(metrics) => rocket.manage(metrics).mount("/", traced(metrics_routes)),
+        None => rocket,
+    };
     Ok(docs::mount_pages(
         rocket,
         &[

@@ -123,10 +123,12 @@ fn main() -> ExitCode {
     // The runtime is sized from the configuration (`workers`,
     // `max_blocking`): a value it cannot start with is refused first, as a
     // configuration error, instead of a panic.
-    if let Err(err) = roster::config::check_runtime(&roster::config::figment()) {
+    let figment = roster::config::figment();
+    if let Err(err) = roster::config::check_runtime(&figment) {
         eprintln!("roster: {err}");
         return ExitCode::from(BAD_CONFIG);
     }
+    roster::telemetry::logs::init(&figment);
     rocket::async_main(run(cli))
 }
 

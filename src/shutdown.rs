@@ -63,7 +63,7 @@ pub fn signals() -> AdHoc {
                 signal(SignalKind::interrupt()),
                 signal(SignalKind::hangup()),
             ) else {
-                log::error!("cannot listen for signals: SIGTERM will not drain");
+                tracing::error!("cannot listen for signals: SIGTERM will not drain");
                 return;
             };
             tokio::spawn(async move {
@@ -71,13 +71,13 @@ pub fn signals() -> AdHoc {
                     select! {
                         _ = term.recv() => break "SIGTERM",
                         _ = int.recv() => break "SIGINT",
-                        _ = hup.recv() => log::warn!(
+                        _ = hup.recv() => tracing::warn!(
                             "SIGHUP ignored: Roster reads its configuration at start only; \
                              restart it to apply a change"
                         ),
                     }
                 };
-                log::warn!(
+                tracing::warn!(
                     "{name}: draining for {} s (readiness answers 503, requests are still \
                      served), then shutting down",
                     drain.as_secs()

@@ -20,7 +20,7 @@ pub fn token_keys(settings: &Settings) -> Result<TokenKeys, ConfigError> {
     let secret = match &settings.jwt_secret {
         Some(secret) => secret.expose().to_owned(),
         None => {
-            warn!(
+            tracing::warn!(
                 "jwt_secret is not set: using a random secret, so tokens end when the process \
                  does (set ROCKET_JWT_SECRET to keep them)"
             );
@@ -73,7 +73,7 @@ pub fn database() -> AdHoc {
             match done.await {
                 Ok(()) => Ok(rocket),
                 Err(err) => {
-                    error!("{err}");
+                    tracing::error!("{err}");
                     Err(rocket)
                 }
             }
@@ -89,7 +89,7 @@ pub fn upload_storage() -> AdHoc {
             match open_storage(&rocket).await {
                 Ok(storage) => Ok(rocket.manage(storage)),
                 Err(message) => {
-                    error!("{message}");
+                    tracing::error!("{message}");
                     Err(rocket)
                 }
             }
@@ -114,10 +114,10 @@ async fn open_storage(rocket: &Rocket<Build>) -> Result<Storage, String> {
         .repair(&ids.into_iter().collect())
         .map_err(|err| format!("cannot check upload.dir {dir:?}: {err}"))?;
     if removed > 0 {
-        warn!("removed {removed} orphan upload files");
+        tracing::warn!("removed {removed} orphan upload files");
     }
     if missing > 0 {
-        error!("{missing} uploads have no file in {dir:?}");
+        tracing::error!("{missing} uploads have no file in {dir:?}");
     }
     Ok(storage)
 }
@@ -134,7 +134,7 @@ pub fn password_hasher() -> AdHoc {
             match hasher.prepare().await {
                 Ok(()) => Ok(rocket),
                 Err(err) => {
-                    error!("bcrypt does not work: {err}");
+                    tracing::error!("bcrypt does not work: {err}");
                     Err(rocket)
                 }
             }
@@ -156,8 +156,8 @@ fn announce_line(rocket: &Rocket<Orbit>) {
         .figment()
         .extract_inner("databases.roster.url")
         .unwrap_or_default();
-    log::info!(
-        target: "rocket::launch",
+    tracing::info!(
+        target: crate::telemetry::logs::STARTUP,
         "Roster {} listening on http://{}:{} using {}",
         env!("CARGO_PKG_VERSION"),
         config.address,

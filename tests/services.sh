@@ -96,6 +96,12 @@ ensure_systemd_analyze() {
     command -v systemd-analyze >/dev/null 2>&1 || apt_install systemd
 }
 
+# promtool (Debian's prometheus package), which checks what /metrics serves;
+# the package's own service is never started or used.
+ensure_promtool() {
+    command -v promtool >/dev/null 2>&1 || apt_install prometheus
+}
+
 ensure_redis() {
     if ! command -v redis-server >/dev/null 2>&1; then
         apt_install redis-server

@@ -2,6 +2,7 @@
 //! more at once than the machine has cores, so a flood of logins or
 //! registrations cannot starve the async workers or the blocking pool.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,6 +18,8 @@ pub struct PasswordHasher {
     permits: Arc<Semaphore>,
     /// How long a request waits for a hasher before 503 (`bcrypt_queue_timeout`).
     queue_timeout: Duration,
+    /// Requests waiting for a permit now (a metric).
+    waiting: Arc<AtomicUsize>,
     /// A hash at the configured cost, checked for unknown usernames so that
     /// a wrong name takes as long as a wrong password.
     dummy_hash: Arc<OnceCell<String>>,
@@ -29,8 +32,14 @@ impl PasswordHasher {
             cost,
             permits: Arc::new(Semaphore::new(cores)),
             queue_timeout,
+            waiting: Arc::new(AtomicUsize::new(0)),
             dummy_hash: Arc::new(OnceCell::new()),
         }
+    }
+
+    /// How many requests are waiting for a free hasher.
+    pub fn waiting(&self) -> usize {
+        self.waiting.load(Ordering::Relaxed)
     }
 
     /// Computes the dummy hash ahead of the first login (at start).
@@ -80,7 +89,7 @@ impl PasswordHasher {
         match self.run(move || bcrypt::verify(password, &hash)).await? {
             Ok(ok) => Ok(ok),
             Err(err) => {
-                log::error!("password verification failed: {err}");
+                tracing::error!("password verification failed: {err}");
                 Ok(false)
             }
         }
@@ -93,8 +102,10 @@ impl PasswordHasher {
     ) -> Result<bcrypt::BcryptResult<T>, ApiError> {
         // The queue is bounded in time: past `queue_timeout` the request is
         // 503 with Retry-After instead of waiting behind a flood.
-        let _permit = rocket::tokio::time::timeout(self.queue_timeout, self.permits.acquire())
-            .await
+        let waiting = Waiting::start(&self.waiting);
+        let permit = rocket::tokio::time::timeout(self.queue_timeout, self.permits.acquire()).await;
+        drop(waiting);
+        let _permit = permit
             .map_err(|_| ApiError::Busy {
                 retry_after: self.queue_timeout.as_secs().max(1),
             })?
@@ -102,5 +113,22 @@ impl PasswordHasher {
         task::spawn_blocking(job)
             .await
             .map_err(ApiError::internal("running bcrypt"))
+    }
+}
+
+/// One request counted in [`PasswordHasher::waiting`] until dropped (also
+/// when the request is abandoned while it waits).
+struct Waiting<'a>(&'a AtomicUsize);
+
+impl<'a> Waiting<'a> {
+    fn start(count: &'a AtomicUsize) -> Self {
+        count.fetch_add(1, Ordering::Relaxed);
+        Waiting(count)
+    }
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
     }
 }

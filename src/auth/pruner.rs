@@ -39,8 +39,8 @@ pub fn fairing() -> AdHoc {
                     .await;
                     match result {
                         Ok(0) => {}
-                        Ok(n) => log::info!("pruned {n} expired sessions"),
-                        Err(err) => log::warn!("pruning expired sessions failed: {err}"),
+                        Ok(n) => tracing::info!("pruned {n} expired sessions"),
+                        Err(err) => tracing::warn!("pruning expired sessions failed: {err}"),
                     }
                 }
             });

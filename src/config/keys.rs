@@ -209,6 +209,8 @@ mod tests {
             smtp = { url = "smtp://127.0.0.1:25", keep_sent_days = 3 }
             upload = { idle_timeout = 10 }
             migrate_on_start = false
+            log_format = "json"
+            metrics = { enabled = true, allow = ["10.0.0.0/8", "::1"] }
             databases.roster = { url = "sqlite://x.db", max_connections = 4, startup_timeout = 5 }
             [release]
             port = 80

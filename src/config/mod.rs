@@ -55,6 +55,41 @@ pub struct Settings {
     pub migrate_on_start: bool,
     /// Roster's key in Rocket's `shutdown` table.
     pub shutdown: ShutdownSettings,
+    /// `text` or `json` lines on standard output.
+    pub log_format: LogFormat,
+    pub metrics: MetricsSettings,
+}
+
+/// How log lines are written: each has an RFC 3339 UTC timestamp, a level,
+/// a message and, when a request caused it, the request's id.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// The Prometheus endpoint, `GET /metrics`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct MetricsSettings {
+    /// `false`: nothing is counted and `/metrics` is 404.
+    pub enabled: bool,
+    /// Client addresses or CIDRs that may read `/metrics` (the client as
+    /// `trusted_proxies` resolves it); others get 404.
+    pub allow: Vec<String>,
+}
+
+impl Default for MetricsSettings {
+    fn default() -> Self {
+        MetricsSettings {
+            enabled: true,
+            allow: vec!["127.0.0.0/8".to_owned(), "::1/128".to_owned()],
+        }
+    }
 }
 
 /// What Roster adds to Rocket's `shutdown` table (`grace`, `mercy`, ...).
@@ -191,6 +226,8 @@ impl Default for Settings {
             upload: UploadSettings::default(),
             migrate_on_start: true,
             shutdown: ShutdownSettings::default(),
+            log_format: LogFormat::default(),
+            metrics: MetricsSettings::default(),
         }
     }
 }
@@ -204,15 +241,6 @@ impl Settings {
         settings
             .require_outside_debug(&profile)
             .map_err(ConfigError)?;
-        // Rocket's debug output prints every request's headers,
-        // `Authorization` included: never where real tokens pass.
-        let rocket = check_runtime(figment)?;
-        if profile != "debug" && rocket.log_level == rocket::config::LogLevel::Debug {
-            return Err(ConfigError(format!(
-                "log_level \"debug\" is refused in the {profile} profile: Rocket's debug output \
-                 prints every request's headers, bearer tokens included; use \"normal\""
-            )));
-        }
         Ok(settings)
     }
 
@@ -326,6 +354,8 @@ impl Settings {
                 self.smtp.from
             ));
         }
+        crate::fairings::client_ip::TrustedProxies::parse(&self.trusted_proxies)?;
+        crate::fairings::client_ip::Networks::parse("metrics.allow", &self.metrics.allow)?;
         if self.cors.allow_credentials && self.cors.allowed_origins.iter().any(|o| o == "*") {
             return Err(
                 "cors: allow_credentials cannot be used with the \"*\" origin; \
@@ -505,6 +535,27 @@ mod tests {
             ..Settings::default()
         };
         assert!(settings.validate().is_err());
+    }
+
+    #[test]
+    fn address_lists_that_do_not_parse_are_refused() {
+        let settings = Settings {
+            metrics: MetricsSettings {
+                allow: vec!["10.0.0.0/8".into(), "localhost".into()],
+                ..MetricsSettings::default()
+            },
+            ..Settings::default()
+        };
+        let err = settings.validate().unwrap_err();
+        assert!(
+            err.contains("metrics.allow") && err.contains("localhost"),
+            "{err}"
+        );
+        let settings = Settings {
+            trusted_proxies: vec!["10.0.0.300".into()],
+            ..Settings::default()
+        };
+        assert!(settings.validate().unwrap_err().contains("trusted_proxies"));
     }
 
     #[test]

@@ -110,6 +110,14 @@ struct Idle<C> {
     failures_seen: u64,
 }
 
+/// A pool's connections at one moment.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub in_use: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
 /// The pool's limits, from the `databases.roster` configuration.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -144,6 +152,19 @@ where
                 idle_timeout: limits.idle_timeout,
                 closed: AtomicBool::new(false),
             }),
+        }
+    }
+
+    /// How many connections are in use (or being opened) and idle now.
+    pub fn stats(&self) -> PoolStats {
+        let free = self.inner.permits.available_permits();
+        PoolStats {
+            in_use: self
+                .inner
+                .max
+                .saturating_sub(u32::try_from(free).unwrap_or(u32::MAX)),
+            idle: u32::try_from(self.inner.idle_list().len()).unwrap_or(u32::MAX),
+            max: self.inner.max,
         }
     }
 
@@ -195,7 +216,7 @@ where
             let mut conn = idle.conn;
             if idle_for > CHECK_AFTER_IDLE || idle.failures_seen != failures() {
                 if let Err(err) = conn.ping().await {
-                    log::info!("dropping a database connection that failed its check: {err}");
+                    tracing::info!("dropping a database connection that failed its check: {err}");
                     continue;
                 }
             }
@@ -211,7 +232,7 @@ where
         // Held until the semaphore is closed, so nobody acquires meanwhile.
         let held = timeout(self.inner.acquire_timeout, all).await;
         if held.is_err() {
-            log::warn!("closing database connections while some are still in use");
+            tracing::warn!("closing database connections while some are still in use");
         }
         self.inner.closed.store(true, Ordering::Relaxed);
         self.inner.permits.close();
@@ -219,7 +240,7 @@ where
         let idle = std::mem::take(&mut *self.inner.idle_list());
         for idle in idle {
             if let Err(err) = idle.conn.close().await {
-                log::warn!("closing a database connection: {err}");
+                tracing::warn!("closing a database connection: {err}");
             }
         }
     }
@@ -302,7 +323,7 @@ impl<C: PoolConnection> Drop for Pooled<C> {
             runtime.spawn(async move {
                 match conn.run("ROLLBACK").await {
                     Ok(()) => inner.give_back(conn, failures_seen),
-                    Err(err) => log::warn!("rolling back an abandoned transaction: {err}"),
+                    Err(err) => tracing::warn!("rolling back an abandoned transaction: {err}"),
                 }
                 drop(permit);
             });

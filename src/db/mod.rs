@@ -23,6 +23,7 @@ macro_rules! limit_offset {
 #[macro_use]
 pub mod users;
 mod conns;
+pub use conns::PoolStats;
 pub mod outbox;
 pub mod sessions;
 pub mod uploads;
@@ -386,7 +387,7 @@ impl DbPool {
             if !retry || left.is_zero() {
                 return Err(err);
             }
-            log::warn!("{err}; retrying for {} s more", left.as_secs().max(1));
+            tracing::warn!("{err}; retrying for {} s more", left.as_secs().max(1));
             rocket::tokio::time::sleep(Duration::from_secs(1).min(left)).await;
         }
     }
@@ -459,6 +460,14 @@ impl DbPool {
             .map(|m| m.version)
             .filter(|version| !applied.contains(version))
             .collect())
+    }
+
+    /// The connections in use and idle now.
+    pub fn stats(&self) -> PoolStats {
+        match self {
+            DbPool::Sqlite(conns) => conns.stats(),
+            DbPool::Postgres(conns) => conns.stats(),
+        }
     }
 
     pub async fn acquire(&self) -> Result<PooledConn, DbError> {

@@ -166,6 +166,13 @@ pub async fn list_by_status(
     Ok(rows)
 }
 
+/// How many jobs there are of each status.
+pub async fn count_by_status(conn: Conn<'_>) -> Result<Vec<(String, i64)>, DbError> {
+    const SQL: &str = "SELECT status, COUNT(*) FROM outbox GROUP BY status";
+    let rows = on_conn!(conn, c => sqlx::query_as::<_, (String, i64)>(SQL).fetch_all(c).await)?;
+    Ok(rows)
+}
+
 pub async fn list(conn: Conn<'_>) -> Result<Vec<JobStatus>, DbError> {
     const SQL: &str = "SELECT id, kind, status, attempts, last_error, next_attempt_at, created_at \
                        FROM outbox ORDER BY id";

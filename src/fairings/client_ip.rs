@@ -7,27 +7,43 @@ use std::net::IpAddr;
 use ipnet::IpNet;
 use rocket::Request;
 
+/// Addresses and CIDRs given in a setting (`10.0.0.1`, `10.0.0.0/8`).
 #[derive(Debug, Clone, Default)]
-pub struct TrustedProxies(Vec<IpNet>);
+pub struct Networks(Vec<IpNet>);
 
-impl TrustedProxies {
-    /// Parses addresses (`10.0.0.1`) and CIDRs (`10.0.0.0/8`).
-    pub fn parse(entries: &[String]) -> Result<Self, String> {
+impl Networks {
+    /// Parses the entries of the setting `key`.
+    pub fn parse(key: &str, entries: &[String]) -> Result<Self, String> {
         entries
             .iter()
             .map(|entry| {
                 entry
                     .parse::<IpNet>()
                     .or_else(|_| entry.parse::<IpAddr>().map(IpNet::from))
-                    .map_err(|_| format!("trusted_proxies: {entry:?} is not an address or CIDR"))
+                    .map_err(|_| format!("{key}: {entry:?} is not an address or CIDR"))
             })
             .collect::<Result<_, _>>()
-            .map(TrustedProxies)
+            .map(Networks)
+    }
+
+    /// Whether `ip` (an IPv4-mapped IPv6 address as its IPv4 one) is listed.
+    pub fn contains(&self, ip: IpAddr) -> bool {
+        let ip = canonical(ip);
+        self.0.iter().any(|net| net.contains(&ip))
+    }
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TrustedProxies(Networks);
+
+impl TrustedProxies {
+    /// Parses addresses (`10.0.0.1`) and CIDRs (`10.0.0.0/8`).
+    pub fn parse(entries: &[String]) -> Result<Self, String> {
+        Networks::parse("trusted_proxies", entries).map(TrustedProxies)
     }
 
     fn trusts(&self, ip: IpAddr) -> bool {
-        let ip = canonical(ip);
-        self.0.iter().any(|net| net.contains(&ip))
+        self.0.contains(ip)
     }
 
     /// The client address of `request`, if the socket's peer is known.

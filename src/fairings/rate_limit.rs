@@ -18,6 +18,7 @@ use super::client_ip::TrustedProxies;
 use super::reject::reject;
 use crate::error::ApiError;
 use crate::limits::{Decision, Policy, RateLimiter};
+use crate::telemetry::metrics::Metrics;
 
 pub const LOGIN_PATH: &str = "/api/v1/auth/login";
 pub const REGISTER_PATH: &str = "/api/v1/users";
@@ -106,8 +107,12 @@ impl Fairing for RateLimitFairing {
             }
         }
         let decisions = request.local_cache(Decisions::default);
+        let metrics = request.rocket().state::<Arc<Metrics>>();
         for policy in policies {
             if let Some(decision) = self.limiter.check(policy, &client).await {
+                if let (false, Some(metrics)) = (decision.allowed(), metrics) {
+                    metrics.rate_limited(policy);
+                }
                 decisions.push(decision);
             }
         }
@@ -139,6 +144,7 @@ impl Fairing for RateLimitFairing {
 pub struct RateLimits<'r> {
     limiter: Option<&'r RateLimiter>,
     decisions: &'r Decisions,
+    metrics: Option<&'r Arc<Metrics>>,
 }
 
 impl RateLimits<'_> {
@@ -184,6 +190,9 @@ impl RateLimits<'_> {
                 if decision.allowed() {
                     Ok(())
                 } else {
+                    if let Some(metrics) = self.metrics {
+                        metrics.rate_limited(policy);
+                    }
                     Err(too_many(&decision))
                 }
             }
@@ -209,6 +218,7 @@ impl<'r> FromRequest<'r> for RateLimits<'r> {
                 .state::<Option<Arc<RateLimiter>>>()
                 .and_then(Option::as_deref),
             decisions: request.local_cache(Decisions::default),
+            metrics: request.rocket().state::<Arc<Metrics>>(),
         })
     }
 }

@@ -40,7 +40,8 @@ impl Policy {
         Policy::PasswordChange,
     ];
 
-    fn name(self) -> &'static str {
+    /// The policy's name, in Redis keys and metrics.
+    pub fn name(self) -> &'static str {
         match self {
             Policy::General => "general",
             Policy::Login => "login",

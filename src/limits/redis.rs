@@ -103,7 +103,7 @@ impl RedisLimiter {
         .await
         {
             Ok(Ok(conn)) => {
-                log::info!("rate limiting: connected to Redis");
+                tracing::info!("rate limiting: connected to Redis");
                 if let Ok(mut slot) = self.connection.write() {
                     *slot = Some(conn.clone());
                 }
@@ -128,7 +128,7 @@ impl RedisLimiter {
             .as_ref()
             .is_some_and(|(at, _)| at.elapsed() < Duration::from_secs(30));
         if !quiet {
-            log::warn!("rate limiting is not enforced (failing open): {message}");
+            tracing::warn!("rate limiting is not enforced (failing open): {message}");
         }
         *last = Some((Instant::now(), message));
     }

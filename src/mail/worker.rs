@@ -108,7 +108,7 @@ impl Fairing for OutboxWorker {
             Some(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose()) {
                 Ok(builder) => Transport::Smtp(builder.timeout(Some(COMMAND_TIMEOUT)).build()),
                 Err(err) => {
-                    log::error!("smtp.url is not usable ({err}): emails will not be sent");
+                    tracing::error!("smtp.url is not usable ({err}): emails will not be sent");
                     return;
                 }
             },
@@ -117,7 +117,7 @@ impl Fairing for OutboxWorker {
         let templates = match Templates::new() {
             Ok(templates) => templates,
             Err(err) => {
-                log::error!("email templates do not load: {err}");
+                tracing::error!("email templates do not load: {err}");
                 return;
             }
         };
@@ -145,7 +145,7 @@ impl Fairing for OutboxWorker {
                 .await
                 .is_err()
             {
-                log::warn!("the outbox worker did not stop in time");
+                tracing::warn!("the outbox worker did not stop in time");
             }
         }
     }
@@ -180,7 +180,7 @@ impl Worker {
             match claimed {
                 Ok(Some(job)) => self.process(job, &signal).await,
                 Ok(None) => {}
-                Err(err) => log::warn!("outbox: cannot claim jobs: {err}"),
+                Err(err) => tracing::warn!("outbox: cannot claim jobs: {err}"),
             }
             if idle {
                 rocket::tokio::select! {
@@ -190,7 +190,7 @@ impl Worker {
                 }
             }
         }
-        log::info!("outbox worker stopped");
+        tracing::info!("outbox worker stopped");
     }
 
     /// Deletes jobs sent more than `smtp.keep_sent_days` ago.
@@ -204,8 +204,8 @@ impl Worker {
         .await;
         match result {
             Ok(0) => {}
-            Ok(n) => log::info!("outbox: deleted {n} jobs sent over {days} days ago"),
-            Err(err) => log::warn!("outbox: cannot delete old sent jobs: {err}"),
+            Ok(n) => tracing::info!("outbox: deleted {n} jobs sent over {days} days ago"),
+            Err(err) => tracing::warn!("outbox: cannot delete old sent jobs: {err}"),
         }
     }
 
@@ -231,7 +231,7 @@ impl Worker {
         let record = match &outcome {
             Ok(()) => Outcome::Sent,
             Err(message) if failed_at >= give_up_at => {
-                log::error!(
+                tracing::error!(
                     "outbox job {} ({}) is dead: still failing after {} attempts and \
                      smtp.give_up_after ({} s): {message}",
                     job.id,
@@ -245,7 +245,7 @@ impl Worker {
             Err(message) => {
                 // The last attempt comes at the deadline, not after it.
                 let at = (failed_at + backoff(job.attempts)).min(give_up_at);
-                log::warn!(
+                tracing::warn!(
                     "outbox job {} attempt {} failed, retrying in {:.1} s: {message}",
                     job.id,
                     job.attempts,
@@ -264,12 +264,12 @@ impl Worker {
         .await;
         match recorded {
             Ok(true) => {}
-            Ok(false) => log::warn!(
+            Ok(false) => tracing::warn!(
                 "outbox job {}: lease lost before the outcome was recorded",
                 job.id
             ),
             // The lease runs out and the job is tried again: at least once.
-            Err(err) => log::warn!("outbox job {}: cannot record the outcome: {err}", job.id),
+            Err(err) => tracing::warn!("outbox job {}: cannot record the outcome: {err}", job.id),
         }
     }
 
@@ -320,7 +320,7 @@ impl Worker {
                 .map(drop)
                 .map_err(|e| format!("SMTP: {e}")),
             Transport::Log => {
-                log::info!(
+                tracing::info!(
                     target: "rocket::launch",
                     "email (smtp.url is not set, so it is logged, not sent) {message_id} to {}: {}\n{}",
                     email.email,

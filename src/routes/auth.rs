@@ -98,6 +98,12 @@ pub async fn refresh(
     if record.spent || !sessions::spend_refresh_token(tx.conn(), &token_hash, now).await? {
         sessions::revoke(tx.conn(), &record.session_id, record.user_id, now).await?;
         tx.commit().await?;
+        // A stolen token, or a client that retried a refresh: either way
+        // the operator should know.
+        tracing::warn!(
+            "a spent refresh token was presented again: user {}'s session revoked",
+            record.user_id
+        );
         return Err(ApiError::Unauthorized(
             "Refresh token reuse detected: the session has been revoked".into(),
         ));

@@ -64,11 +64,11 @@ pub async fn ready(
             }))
         }
         Ok(Err(err)) => {
-            log::warn!("readiness: {err}");
+            tracing::warn!("readiness: {err}");
             Err(unavailable())
         }
         Err(_) => {
-            log::warn!("readiness: the database did not answer within {READY_TIMEOUT:?}");
+            tracing::warn!("readiness: the database did not answer within {READY_TIMEOUT:?}");
             Err(unavailable())
         }
     }

@@ -147,7 +147,7 @@ pub async fn get_upload_content(
     let file = match rocket::tokio::fs::File::open(storage.path_of(&uuid)).await {
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            log::error!("upload {} has a row but no file", upload.id);
+            tracing::error!("upload {} has a row but no file", upload.id);
             return Err(ApiError::NotFound("Upload not found".into()));
         }
         Err(err) => return Err(ApiError::internal("opening an upload's file")(err)),

@@ -78,7 +78,7 @@ impl Storage {
         match rocket::tokio::fs::remove_file(self.path_of(&id)).await {
             Ok(()) => {}
             Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => log::warn!("cannot remove upload {id}: {err}"),
+            Err(err) => tracing::warn!("cannot remove upload {id}: {err}"),
         }
     }
 
@@ -109,7 +109,7 @@ impl Storage {
 
 fn remove_quietly(path: &Path) {
     if let Err(err) = std::fs::remove_file(path) {
-        log::warn!("cannot remove {}: {err}", path.display());
+        tracing::warn!("cannot remove {}: {err}", path.display());
     }
 }
 

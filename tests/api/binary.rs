@@ -712,9 +712,12 @@ async fn no_password_token_or_secret_ever_reaches_the_log() {
         dir.path(),
         &[
             ("DATABASE_URL", &url),
-            // The most Roster logs in a profile that serves real tokens:
-            // "debug" is refused outside the debug profile (below).
-            ("ROCKET_LOG_LEVEL", "normal"),
+            // The most Roster logs, in the profile that serves real tokens
+            // (Rocket's own debug output, which dumps request headers, is
+            // never shown).
+            ("ROCKET_PROFILE", "release"),
+            ("ROCKET_SMTP", "{enabled=false}"),
+            ("ROCKET_LOG_LEVEL", "debug"),
             ("ROCKET_JWT_SECRET", SECRET),
         ],
     )
@@ -814,17 +817,4 @@ async fn no_password_token_or_secret_ever_reaches_the_log() {
             panic!("{what} is in the log: {}", &log[start..end]);
         }
     }
-
-    // Rocket's debug output prints request headers: refused where it matters.
-    let (status, text, _) = run(
-        &["serve"],
-        &[
-            ("ROCKET_PROFILE", "release"),
-            ("ROCKET_JWT_SECRET", SECRET),
-            ("ROCKET_SMTP", "{enabled=false}"),
-            ("ROCKET_LOG_LEVEL", "debug"),
-        ],
-    );
-    assert_eq!(status, Some(2), "{text}");
-    assert!(text.contains("bearer tokens included"), "{text}");
 }

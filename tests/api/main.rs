@@ -23,6 +23,7 @@ mod search;
 mod server;
 mod sessions;
 mod stalls;
+mod telemetry;
 mod tokens;
 mod uploads;
 mod users;

@@ -22,8 +22,15 @@
 7. A rolling restart: two instances on PostgreSQL behind
    deploy/nginx.conf, each sent SIGTERM and started again in turn while
    reads and logins stream through nginx: no 5xx, no dropped request.
+8. SMTP slow, then down: two instances on PostgreSQL, 20 registrations
+   with an SMTP server taking --smtp-delay seconds a message (1; 6 for the
+   acceptance run): each email arrives once, at its first attempt; then 20
+   more while no SMTP server listens for --smtp-outage seconds (20; 600
+   for the ten minutes of the acceptance run), then a real one on that
+   port: each arrives exactly once. /metrics counts them.
 
 Usage: run.py --binary target/release/roster --postgres-url URL --artifacts DIR [--only N ...]
+              [--smtp-delay SECONDS] [--smtp-outage SECONDS]
 Only 127.0.0.1 is used. The shared PostgreSQL is never stopped: test 1 makes
 its own cluster with initdb, test 2 its own database.
 """
@@ -65,6 +72,16 @@ def free_port():
         return s.getsockname()[1]
 
 
+def parsed(raw):
+    """A body as JSON, or as it came when it is not JSON (metrics' text)."""
+    if not raw:
+        return None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return raw.decode(errors="replace")
+
+
 def call(method, url, body=None, token=None, timeout=30):
     headers = {}
     data = None
@@ -76,14 +93,9 @@ def call(method, url, body=None, token=None, timeout=30):
     req = urlrequest.Request(url, data=data, method=method, headers=headers)
     try:
         with urlrequest.urlopen(req, timeout=timeout) as reply:
-            raw = reply.read()
-            return reply.status, json.loads(raw) if raw else None
+            return reply.status, parsed(reply.read())
     except urlrequest.HTTPError as err:
-        raw = err.read()
-        try:
-            return err.code, json.loads(raw)
-        except ValueError:
-            return err.code, raw
+        return err.code, parsed(err.read())
     except OSError as err:
         return 0, str(err)
 
@@ -576,6 +588,10 @@ def slow_connections(binary, workdir):
         status, body = call("POST", f"{front}/api/v1/users",
                             {"username": "slowpoke", "email": "slowpoke@example.com", "password": PASSWORD})
         check(status == 201, f"a registration through nginx: {status}")
+        through = call("GET", f"{front}/metrics")[0]
+        direct = call("GET", f"{behind.base}/metrics")[0]
+        check((through, direct) == (404, 200),
+              f"/metrics: 404 through nginx, 200 to a local scraper ({through}, {direct})")
     finally:
         nginx.stop()
         behind.stop()
@@ -633,6 +649,81 @@ def rolling_restart(binary, workdir, postgres_url):
             server.stop()
         subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
 
+class Sink:
+    """tests/smtp/sink.py on `port`: a real SMTP server saving what it accepts."""
+
+    def __init__(self, port, maildir, delay=0.0):
+        python = os.environ.get("ROSTER_TEST_PYTHON")
+        if not python:
+            raise SystemExit("ROSTER_TEST_PYTHON must name a Python with aiosmtpd (tests/run sets it)")
+        self.maildir = Path(maildir)
+        self.process = subprocess.Popen([python, str(REPO / "tests/smtp/sink.py"), "--port", str(port),
+                                         "--maildir", str(self.maildir), "--delay", str(delay)],
+                                        stdout=subprocess.PIPE, text=True)
+        if self.process.stdout.readline().strip() != "ready":
+            raise SystemExit("the SMTP sink did not start")
+
+    def recipients(self):
+        found = []
+        for message in sorted(self.maildir.glob("*.eml")):
+            for line in message.read_text(errors="replace").splitlines():
+                if line.lower().startswith("to:"):
+                    found.append(line.split(":", 1)[1].strip())
+        return sorted(found)
+
+    def stop(self):
+        self.process.terminate()
+        self.process.wait(timeout=10)
+
+
+def smtp_slow_then_down(binary, workdir, postgres_url, delay, outage):
+    print(f"8. Two instances: SMTP taking {delay} s a message, then down for {outage} s")
+    count = lambda url, q: int(subprocess.run(["psql", url, "-qAtc", q], capture_output=True, text=True,
+                                              check=True).stdout.strip())
+    for phase in ("slow", "down"):
+        name = f"roster_smtp_{phase}_{os.getpid()}"
+        subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
+        url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
+        port = free_port()
+        env = {"ROCKET_SMTP": f'{{url="smtp://127.0.0.1:{port}"}}'}
+        sink = Sink(port, Path(workdir) / f"mail-{phase}", delay) if phase == "slow" else None
+        servers = [Server(binary, workdir, url, env=env, log_name=f"smtp-{phase}-{i}.log") for i in range(2)]
+        try:
+            names = [f"{phase}{i:02}" for i in range(20)]
+            expected = sorted(f"{n}@example.com" for n in names)
+            statuses = [servers[i % 2].register(n) for i, n in enumerate(names)]
+            check(statuses == [201] * 20, f"{phase}: 20 registrations across both instances: {set(statuses)}")
+            if phase == "down":
+                time.sleep(outage)
+                tried = count(url, "SELECT COUNT(*) FROM outbox WHERE status = 'pending' AND attempts > 0")
+                check(tried == 20, f"after {outage} s down, all 20 wait to be retried ({tried} pending and tried)")
+                sink = Sink(port, Path(workdir) / f"mail-{phase}")
+            back = time.time()
+            # The longest wait: every message at `delay` s on two workers,
+            # or the back-off after the last failed try (at most the outage
+            # again, plus jitter).
+            deadline = back + 20 * delay + outage * 1.5 + 60
+            while time.time() < deadline and count(url, "SELECT COUNT(*) FROM outbox WHERE status <> 'sent'") > 0:
+                time.sleep(1)
+            # Time for a second send, had any job been claimed twice.
+            time.sleep(max(3, 2 * delay))
+            got = sink.recipients()
+            check(got == expected, f"{phase}: every email delivered exactly once ({len(got)} messages to "
+                                   f"{len(set(got))} of {len(expected)} addresses, {time.time() - back:.0f} s after "
+                                   f"{'the registrations' if phase == 'slow' else 'SMTP came back'})")
+            once = count(url, "SELECT COUNT(*) FROM outbox WHERE status = 'sent' AND attempts = 1")
+            if phase == "slow":
+                check(once == 20, f"slow: each sent at its first attempt ({once} of 20)")
+            status, text = call("GET", f"{servers[0].base}/metrics")
+            sent = [l for l in text.splitlines() if l.startswith('roster_outbox_jobs{status="sent"}')]
+            check(status == 200 and sent == ['roster_outbox_jobs{status="sent"} 20'], f"{phase}: /metrics says so: {sent}")
+        finally:
+            if sink:
+                sink.stop()
+            for server in servers:
+                server.stop()
+            subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
+
 
 def main():
     parser = argparse.ArgumentParser()
@@ -640,6 +731,10 @@ def main():
     parser.add_argument("--postgres-url", required=True)
     parser.add_argument("--artifacts", required=True)
     parser.add_argument("--only", type=int, action="append", help="run only test N (repeatable)")
+    parser.add_argument("--smtp-delay", type=float, default=1.0, metavar="SECONDS",
+                        help="how long test 8's slow SMTP server takes per message (the acceptance run: 6)")
+    parser.add_argument("--smtp-outage", type=int, default=20, metavar="SECONDS",
+                        help="how long test 8 keeps SMTP down (the acceptance run: 600)")
     args = parser.parse_args()
     wanted = lambda n: not args.only or n in args.only
     binary = str(Path(args.binary).resolve())
@@ -670,6 +765,8 @@ def main():
                 slow_connections(binary, workdir)
             if wanted(7):
                 rolling_restart(binary, workdir, args.postgres_url)
+            if wanted(8):
+                smtp_slow_then_down(binary, workdir, args.postgres_url, args.smtp_delay, args.smtp_outage)
         finally:
             for log in Path(workdir).glob("*.log"):
                 shutil.copy(log, artifacts / log.name)

@@ -65,9 +65,13 @@ fn check_profiles(figment: &Figment) -> Result<(), ConfigError> {
         let hint = closest(name, candidates.iter().copied())
             .map(|near| format!(" (did you mean [{near}]?)"))
             .unwrap_or_default();
+        let chosen = match std::env::var_os("ROCKET_PROFILE") {
+            Some(_) => "chosen by ROCKET_PROFILE",
+            None => "this build's default; ROCKET_PROFILE chooses another",
+        };
         return Err(ConfigError(format!(
             "profile section [{name}] is neither default, global, debug, release nor the \
-             profile in use ({selected}, chosen by ROCKET_PROFILE){hint}"
+             profile in use ({selected}, {chosen}){hint}"
         )));
     }
     Ok(())

@@ -207,6 +207,8 @@ pub struct CorsSettings {
     pub allowed_origins: Vec<String>,
     /// Let browsers send cookies and credentials: explicit origins only.
     pub allow_credentials: bool,
+    /// The request headers a preflight may ask for; empty: any.
+    pub allowed_headers: Vec<String>,
 }
 
 impl Default for Settings {

@@ -46,6 +46,18 @@ impl TrustedProxies {
         self.0.contains(ip)
     }
 
+    /// The scheme the client used, as a trusted proxy reports it in
+    /// `X-Forwarded-Proto` (its last value); `None` when the peer is not a
+    /// trusted proxy or says nothing.
+    pub fn forwarded_proto<'r>(&self, request: &'r Request<'_>) -> Option<&'r str> {
+        let peer = request.remote()?.ip();
+        if !self.trusts(peer) {
+            return None;
+        }
+        let proto = request.headers().get("X-Forwarded-Proto").last()?;
+        proto.rsplit(',').next().map(str::trim)
+    }
+
     /// The client address of `request`, if the socket's peer is known.
     pub fn client_ip(&self, request: &Request<'_>) -> Option<IpAddr> {
         let peer = canonical(request.remote()?.ip());

@@ -142,3 +142,113 @@ async fn a_wildcard_origin_with_credentials_is_refused_at_start() {
             .is_ok()
     );
 }
+
+#[rocket::async_test]
+async fn the_server_s_own_origin_is_never_refused() {
+    let app = TestApp::spawn_with(cors(&["https://app.example.com"], false)).await;
+    let user = serde_json::json!({"username": "alice", "email": "alice@example.com", "password": "Passw0rd1"});
+    // What a browser sends from Swagger UI at http://127.0.0.1:8000/docs.
+    let own = [
+        ("Host", "127.0.0.1:8000"),
+        ("Origin", "http://127.0.0.1:8000"),
+    ];
+    let created = app
+        .request("POST", "/api/v1/users", Some(&user), &own)
+        .await;
+    assert_eq!(created.status, Status::Created, "{}", created.text);
+    assert!(created.header("Access-Control-Allow-Origin").is_none());
+    assert!(created
+        .headers
+        .iter()
+        .any(|(n, v)| n.eq_ignore_ascii_case("vary") && v.contains("Origin")));
+    let default_port = [
+        ("Host", "api.example.com"),
+        ("Origin", "http://api.example.com:80"),
+    ];
+    let reply = app
+        .request("GET", "/health/live", None, &default_port)
+        .await;
+    assert_eq!(reply.status, Status::Ok);
+
+    // Another port or scheme of the same host is another origin.
+    for origin in ["http://127.0.0.1:8001", "https://127.0.0.1:8000"] {
+        let other = [("Host", "127.0.0.1:8000"), ("Origin", origin)];
+        let reply = app.request("GET", "/health/live", None, &other).await;
+        assert_eq!(reply.status, Status::Forbidden, "{origin}");
+    }
+}
+
+#[rocket::async_test]
+async fn preflights_allow_any_header_unless_narrowed_and_responses_expose_the_documented_ones() {
+    let preflight = |header: &'static str| {
+        [
+            ("Origin", "https://app.example.com"),
+            ("Access-Control-Request-Method", "POST"),
+            ("Access-Control-Request-Headers", header),
+        ]
+    };
+    let app = TestApp::spawn_with(cors(&["https://app.example.com"], false)).await;
+    let reply = app
+        .request(
+            "OPTIONS",
+            "/api/v1/users",
+            None,
+            &preflight("x-trace-token"),
+        )
+        .await;
+    assert!(reply.status.code < 300, "{:?}", reply.status);
+    let allowed = reply
+        .header("Access-Control-Allow-Headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    assert!(allowed.contains("x-trace-token"), "{allowed}");
+
+    let reply = app
+        .request(
+            "GET",
+            "/health/live",
+            None,
+            &[("Origin", "https://app.example.com")],
+        )
+        .await;
+    let exposed = reply
+        .header("Access-Control-Expose-Headers")
+        .unwrap_or_default()
+        .to_ascii_lowercase();
+    for header in [
+        "content-disposition",
+        "location",
+        "retry-after",
+        "ratelimit-limit",
+        "ratelimit-remaining",
+        "ratelimit-reset",
+        "x-request-id",
+    ] {
+        assert!(exposed.contains(header), "{header} in {exposed}");
+    }
+
+    let narrowed = TestApp::spawn_with(|f| {
+        cors(&["https://app.example.com"], false)(f).merge((
+            "cors.allowed_headers",
+            vec!["Authorization", "Content-Type"],
+        ))
+    })
+    .await;
+    let reply = narrowed
+        .request("OPTIONS", "/api/v1/users", None, &preflight("content-type"))
+        .await;
+    assert!(reply.status.code < 300, "{:?}", reply.status);
+    let reply = narrowed
+        .request(
+            "OPTIONS",
+            "/api/v1/users",
+            None,
+            &preflight("x-trace-token"),
+        )
+        .await;
+    assert!(
+        reply.header("Access-Control-Allow-Origin").is_none(),
+        "{:?}",
+        reply.headers
+    );
+}

@@ -129,12 +129,13 @@ fn add_oauth2_password_flow(spec: &mut OpenApi) {
     }
     let scheme = SecurityScheme {
         description: Some(
-            "Username and password, exchanged at the login route for the same bearer token."
+            "Username and password, exchanged at the token endpoint (RFC 6749 password grant) \
+             for the same bearer token."
                 .to_owned(),
         ),
         data: SecuritySchemeData::OAuth2 {
             flows: OAuthFlows::Password {
-                token_url: "/api/v1/auth/login".to_owned(),
+                token_url: "/api/v1/auth/token".to_owned(),
                 refresh_url: None,
                 scopes: Default::default(),
                 extensions: Object::default(),

@@ -88,6 +88,14 @@ pub enum ApiError {
     /// Too much work queued: 503 with `Retry-After`.
     #[error("Too busy, try again")]
     Busy { retry_after: u64 },
+    /// A refusal of the OAuth2 token endpoint (RFC 6749, 5.2): 400 with
+    /// `error` (`invalid_request`, `invalid_grant`,
+    /// `unsupported_grant_type`) and `error_description` beside `detail`.
+    #[error("{description}")]
+    OAuth {
+        code: &'static str,
+        description: String,
+    },
     /// Any other status, with Rocket's reason phrase as the message.
     #[error("{0}")]
     Status(Status),
@@ -122,6 +130,28 @@ impl ApiError {
         ApiError::Validation(vec![FieldError::new(field, kind, message)])
     }
 
+    /// This error as the token endpoint answers it: a refused sign-in or
+    /// refresh token is `invalid_grant`, a malformed request
+    /// `invalid_request`; limits and server errors stay as they are.
+    pub fn into_oauth(self) -> Self {
+        let oauth = |code, description| ApiError::OAuth { code, description };
+        match self {
+            ApiError::Unauthorized(message) | ApiError::Forbidden(message) => {
+                oauth("invalid_grant", message)
+            }
+            ApiError::BadRequest(message) => oauth("invalid_request", message),
+            ApiError::Validation(errors) => oauth(
+                "invalid_request",
+                errors
+                    .iter()
+                    .map(|e| format!("{}: {}", e.field, e.message))
+                    .collect::<Vec<_>>()
+                    .join("; "),
+            ),
+            other => other,
+        }
+    }
+
     pub fn user_not_found() -> Self {
         ApiError::NotFound("User not found".into())
     }
@@ -129,7 +159,7 @@ impl ApiError {
     pub fn status(&self) -> Status {
         match self {
             ApiError::Validation(_) => Status::UnprocessableEntity,
-            ApiError::BadRequest(_) => Status::BadRequest,
+            ApiError::BadRequest(_) | ApiError::OAuth { .. } => Status::BadRequest,
             ApiError::Unauthorized(_) => Status::Unauthorized,
             ApiError::Forbidden(_) => Status::Forbidden,
             ApiError::NotFound(_) => Status::NotFound,
@@ -160,6 +190,11 @@ impl ApiError {
             ApiError::Validation(errors) => serde_json::to_string(&ValidationErrorBody {
                 detail: errors.clone(),
             }),
+            ApiError::OAuth { code, description } => serde_json::to_string(&serde_json::json!({
+                "error": code,
+                "error_description": description,
+                "detail": description,
+            })),
             other => serde_json::to_string(&ErrorBody {
                 detail: other.message(),
             }),

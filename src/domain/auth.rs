@@ -22,29 +22,35 @@ pub struct LoginRequest {
     pub password: String,
 }
 
-/// Credentials as an OAuth2 password-grant form (what Swagger's Authorize
-/// button and OAuth2 clients send). `scope`, `client_id` and
+/// An OAuth2 token request (RFC 6749), as a form: the password grant
+/// (`username`, `password`; what Swagger's Authorize button sends) or the
+/// refresh grant (`refresh_token`). `scope`, `client_id` and
 /// `client_secret` are accepted and ignored.
 #[derive(Debug, FromForm, JsonSchema)]
-pub struct LoginForm {
-    /// `password` when given; any other grant type is refused (400).
+pub struct TokenForm {
+    /// `password` or `refresh_token`.
     #[schemars(schema_with = "grant_type_schema")]
-    pub grant_type: Option<String>,
+    pub grant_type: String,
+    /// The password grant's username (any case).
     #[schemars(length(max = 256))]
-    pub username: String,
+    pub username: Option<String>,
+    /// The password grant's password.
     #[schemars(length(max = 1024))]
-    pub password: String,
+    pub password: Option<String>,
+    /// The refresh grant's refresh token; single use.
+    #[schemars(length(max = 256))]
+    pub refresh_token: Option<String>,
     pub scope: Option<String>,
     pub client_id: Option<String>,
     pub client_secret: Option<String>,
 }
 
-/// The one grant type the form takes, so that generated clients and
-/// fuzzers send only what is accepted.
+/// The grant types the token endpoint takes, so that generated clients
+/// and fuzzers send only those.
 fn grant_type_schema(_: &mut SchemaGenerator) -> Schema {
     SchemaObject {
         instance_type: Some(InstanceType::String.into()),
-        enum_values: Some(vec!["password".into()]),
+        enum_values: Some(vec!["password".into(), "refresh_token".into()]),
         ..Default::default()
     }
     .into()
@@ -59,7 +65,8 @@ pub struct TokenResponse {
     pub token_type: &'static str,
     /// Seconds until the access token expires.
     pub expires_in: u64,
-    /// An opaque token for `POST /api/v1/auth/refresh`; single use.
+    /// An opaque token for `POST /api/v1/auth/refresh` (or the token
+    /// endpoint's refresh grant); single use.
     pub refresh_token: String,
 }
 

@@ -1,5 +1,6 @@
-//! `Credentials`: a username and password from a JSON body or an OAuth2
-//! password-grant form, for `POST /auth/login`.
+//! `TokenGrant`: an OAuth2 token request (RFC 6749) from a form, for
+//! `POST /auth/token`. Every refusal is an OAuth2 error (`invalid_request`,
+//! `unsupported_grant_type`).
 
 use rocket::data::{Data, FromData, Outcome};
 use rocket::form::{Form, Lenient};
@@ -9,94 +10,96 @@ use rocket_okapi::gen::OpenApiGenerator;
 use rocket_okapi::okapi::openapi3::{MediaType, RequestBody};
 use rocket_okapi::request::OpenApiFromData;
 
-use super::{form_errors, parse_json_body, read_limited};
-use crate::domain::auth::{LoginForm, LoginRequest};
-use crate::domain::ErrorType;
+use super::{form_errors, read_limited};
+use crate::domain::auth::TokenForm;
 use crate::error::{stash, ApiError};
 
-/// Login credentials, from a JSON body or an OAuth2 password-grant form.
-pub struct Credentials {
-    pub username: String,
-    pub password: String,
+/// What the token endpoint is asked for.
+pub enum TokenGrant {
+    Password { username: String, password: String },
+    Refresh { refresh_token: String },
 }
 
 #[rocket::async_trait]
-impl<'r> FromData<'r> for Credentials {
+impl<'r> FromData<'r> for TokenGrant {
     type Error = ();
 
     async fn from_data(req: &'r Request<'_>, data: Data<'r>) -> Outcome<'r, Self> {
-        match read_credentials(req, data).await {
-            Ok(credentials) => Outcome::Success(credentials),
+        match read_grant(req, data).await {
+            Ok(grant) => Outcome::Success(grant),
             Err(err) => Outcome::Error((stash(req, err), ())),
         }
     }
 }
 
-async fn read_credentials(req: &Request<'_>, data: Data<'_>) -> Result<Credentials, ApiError> {
-    match req.content_type() {
-        Some(ct) if ct.is_json() => {
-            let body: LoginRequest = parse_json_body(req, data).await?;
-            Ok(Credentials {
-                username: body.username,
-                password: body.password,
-            })
-        }
-        Some(ct) if ct.is_form() => {
-            let bytes = read_limited(req, data, "form").await?;
-            let text = std::str::from_utf8(&bytes).map_err(|_| {
-                ApiError::validation(
-                    "body",
-                    ErrorType::JsonInvalid,
-                    "The form is not valid UTF-8",
-                )
-            })?;
-            // Lenient would take one of two `username`s silently: a form
-            // that says a field twice is refused instead.
-            let mut seen = std::collections::HashSet::new();
-            let twice = Form::values(text)
-                .map(|field| RawStr::new(field.name.source().as_str()).url_decode_lossy())
-                .find(|name| !seen.insert(name.to_string()));
-            if let Some(name) = twice {
-                return Err(ApiError::BadRequest(format!(
-                    "The form gives the field {name:?} more than once"
-                )));
-            }
-            let form = Form::<Lenient<LoginForm>>::parse(text)
-                .map_err(|errors| ApiError::Validation(form_errors("body", &errors)))?
-                .into_inner();
-            if form.grant_type.as_deref().is_some_and(|g| g != "password") {
-                return Err(ApiError::BadRequest(
-                    "Unsupported grant_type: only \"password\" is supported".into(),
-                ));
-            }
-            Ok(Credentials {
-                username: form.username,
-                password: form.password,
-            })
-        }
-        _ => Err(ApiError::UnsupportedMediaType(
-            "Content-Type must be application/json or application/x-www-form-urlencoded".into(),
-        )),
+fn invalid_request(description: impl Into<String>) -> ApiError {
+    ApiError::OAuth {
+        code: "invalid_request",
+        description: description.into(),
     }
 }
 
-impl<'r> OpenApiFromData<'r> for Credentials {
+async fn read_grant(req: &Request<'_>, data: Data<'_>) -> Result<TokenGrant, ApiError> {
+    if !req.content_type().is_some_and(|ct| ct.is_form()) {
+        return Err(invalid_request(
+            "The token endpoint takes an application/x-www-form-urlencoded body; \
+             POST /api/v1/auth/login takes JSON",
+        ));
+    }
+    let bytes = read_limited(req, data, "form").await?;
+    let text =
+        std::str::from_utf8(&bytes).map_err(|_| invalid_request("The form is not valid UTF-8"))?;
+    // Lenient would take one of two `username`s silently; RFC 6749 says a
+    // repeated parameter is an invalid request.
+    let mut seen = std::collections::HashSet::new();
+    let twice = Form::values(text)
+        .map(|field| RawStr::new(field.name.source().as_str()).url_decode_lossy())
+        .find(|name| !seen.insert(name.to_string()));
+    if let Some(name) = twice {
+        return Err(invalid_request(format!(
+            "The form gives the field {name:?} more than once"
+        )));
+    }
+    let form = Form::<Lenient<TokenForm>>::parse(text)
+        .map_err(|errors| ApiError::Validation(form_errors("body", &errors)).into_oauth())?
+        .into_inner();
+    let bounded = |name: &str, value: Option<String>, max: usize| match value {
+        Some(value) if value.len() <= max => Ok(value),
+        Some(_) => Err(invalid_request(format!(
+            "{name} is longer than {max} bytes"
+        ))),
+        None => Err(invalid_request(format!(
+            "The {} grant needs {name}",
+            form.grant_type
+        ))),
+    };
+    match form.grant_type.as_str() {
+        "password" => Ok(TokenGrant::Password {
+            username: bounded("username", form.username.clone(), 256)?,
+            password: bounded("password", form.password.clone(), 1024)?,
+        }),
+        "refresh_token" => Ok(TokenGrant::Refresh {
+            refresh_token: bounded("refresh_token", form.refresh_token.clone(), 256)?,
+        }),
+        other => Err(ApiError::OAuth {
+            code: "unsupported_grant_type",
+            description: format!(
+                "Unsupported grant_type {other:?}: use \"password\" or \"refresh_token\""
+            ),
+        }),
+    }
+}
+
+impl<'r> OpenApiFromData<'r> for TokenGrant {
     fn request_body(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<RequestBody> {
-        let json = MediaType {
-            schema: Some(gen.json_schema::<LoginRequest>()),
-            ..Default::default()
-        };
         let form = MediaType {
-            schema: Some(gen.json_schema::<LoginForm>()),
+            schema: Some(gen.json_schema::<TokenForm>()),
             ..Default::default()
         };
         Ok(RequestBody {
-            content: [
-                (ContentType::JSON.to_string(), json),
-                (ContentType::Form.to_string(), form),
-            ]
-            .into_iter()
-            .collect(),
+            content: [(ContentType::Form.to_string(), form)]
+                .into_iter()
+                .collect(),
             required: true,
             ..Default::default()
         })

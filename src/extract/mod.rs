@@ -8,7 +8,7 @@ mod multipart;
 mod path;
 mod query;
 
-pub use credentials::Credentials;
+pub use credentials::TokenGrant;
 pub use json::{parse_json_body, read_limited, OptionalJson, ValidJson};
 pub use multipart::MultipartBody;
 pub use path::{Id, UploadId};

@@ -21,6 +21,8 @@ use crate::limits::{Decision, Policy, RateLimiter};
 use crate::telemetry::metrics::Metrics;
 
 pub const LOGIN_PATH: &str = "/api/v1/auth/login";
+/// The OAuth2 token endpoint: its password grant is a login, limited as one.
+pub const TOKEN_PATH: &str = "/api/v1/auth/token";
 pub const REGISTER_PATH: &str = "/api/v1/users";
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
@@ -100,7 +102,7 @@ impl Fairing for RateLimitFairing {
             .map_or_else(|| "unknown".to_owned(), super::client_ip::rate_limit_key);
         let mut policies = vec![Policy::General];
         if request.method() == Method::Post {
-            if super::routes_to(request, LOGIN_PATH) {
+            if super::routes_to(request, LOGIN_PATH) || super::routes_to(request, TOKEN_PATH) {
                 policies.push(Policy::Login);
             } else if super::routes_to(request, REGISTER_PATH) {
                 policies.push(Policy::Register);

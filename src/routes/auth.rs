@@ -13,20 +13,20 @@ use crate::auth::AuthUser;
 use crate::config::Settings;
 use crate::db::users;
 use crate::db::{now, sessions, Db};
-use crate::domain::auth::{LogoutRequest, RefreshRequest};
+use crate::domain::auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 use crate::error::ApiError;
-use crate::extract::{Credentials, LogoutQuery, OptionalJson, ValidJson, ValidQuery};
+use crate::extract::{LogoutQuery, OptionalJson, TokenGrant, ValidJson, ValidQuery};
 use crate::fairings::rate_limit::RateLimits;
 
 /// Spent refresh tokens kept per session: presenting any of them again is
 /// detected as reuse and ends the session; older ones are deleted.
 const KEPT_SPENT_TOKENS: i64 = 10;
 
-/// Sign in with a username (any case) and password.
+/// Sign in with a username (any case) and password, as JSON.
 ///
-/// Accepts JSON or the OAuth2 password-grant form. A wrong username and a
-/// wrong password get the same 401 in the same time; the right password for
-/// an inactive account is 403.
+/// A wrong username and a wrong password get the same 401 in the same
+/// time; the right password for an inactive account is 403. OAuth2 clients
+/// (and Swagger's Authorize button) use `POST /api/v1/auth/token`.
 #[openapi(tag = "Auth")]
 #[post("/auth/login", data = "<credentials>")]
 pub async fn login(
@@ -35,39 +35,11 @@ pub async fn login(
     keys: &State<TokenKeys>,
     settings: &State<Settings>,
     limits: RateLimits<'_>,
-    credentials: Credentials,
+    credentials: ValidJson<LoginRequest>,
 ) -> Result<IssuedTokens, ApiError> {
-    limits.check_username(&credentials.username).await?;
-    // Usernames are ASCII, and login folds ASCII case only: a name with any
-    // other letter (`İ`, the Kelvin sign) matches no user on any backend.
-    // The connection goes back to the pool before bcrypt runs.
-    let user = match credentials.username.is_ascii() {
-        true => {
-            let mut conn = db.acquire().await?;
-            users::find_by_username(conn.conn(), &credentials.username).await?
-        }
-        false => None,
-    };
-    let user = match user {
-        Some(user)
-            if hasher
-                .verify(&credentials.password, &user.password_hash)
-                .await? =>
-        {
-            user
-        }
-        Some(_) => return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into())),
-        None => {
-            hasher.verify_dummy(&credentials.password).await?;
-            return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
-        }
-    };
-    if !user.is_active {
-        return Err(ApiError::Forbidden("Account is inactive".into()));
-    }
-    let tokens = start_session(db, keys, settings, &user).await?;
-    limits.login_succeeded(&credentials.username).await;
-    Ok(IssuedTokens(tokens))
+    let LoginRequest { username, password } = credentials.into_inner();
+    let signed_in = sign_in(db, hasher, keys, settings, &limits, &username, &password);
+    signed_in.await.map(IssuedTokens)
 }
 
 /// Exchange a refresh token for a new pair.
@@ -82,7 +54,88 @@ pub async fn refresh(
     settings: &State<Settings>,
     body: ValidJson<RefreshRequest>,
 ) -> Result<IssuedTokens, ApiError> {
-    let token_hash = hash_refresh_token(&body.into_inner().refresh_token);
+    let token = body.into_inner().refresh_token;
+    refresh_pair(db, keys, settings, &token)
+        .await
+        .map(IssuedTokens)
+}
+
+/// The OAuth2 token endpoint (RFC 6749), form only.
+///
+/// `grant_type=password` with `username` and `password` signs in (as
+/// `POST /auth/login` does); `grant_type=refresh_token` with
+/// `refresh_token` exchanges it (as `POST /auth/refresh` does). A refusal is
+/// 400 with `error` (`invalid_request`, `invalid_grant` for wrong
+/// credentials, an inactive account or a bad refresh token,
+/// `unsupported_grant_type`) and `error_description` beside `detail`.
+#[openapi(tag = "Auth")]
+#[post("/auth/token", data = "<grant>")]
+pub async fn token(
+    db: &State<Db>,
+    hasher: &State<PasswordHasher>,
+    keys: &State<TokenKeys>,
+    settings: &State<Settings>,
+    limits: RateLimits<'_>,
+    grant: TokenGrant,
+) -> Result<IssuedTokens, ApiError> {
+    let issued = match grant {
+        TokenGrant::Password { username, password } => {
+            sign_in(db, hasher, keys, settings, &limits, &username, &password).await
+        }
+        TokenGrant::Refresh { refresh_token } => {
+            refresh_pair(db, keys, settings, &refresh_token).await
+        }
+    };
+    issued.map(IssuedTokens).map_err(ApiError::into_oauth)
+}
+
+/// Checks a username and password (after the per-username login limit) and
+/// starts a session.
+async fn sign_in(
+    db: &Db,
+    hasher: &PasswordHasher,
+    keys: &TokenKeys,
+    settings: &Settings,
+    limits: &RateLimits<'_>,
+    username: &str,
+    password: &str,
+) -> Result<TokenResponse, ApiError> {
+    limits.check_username(username).await?;
+    // Usernames are ASCII, and login folds ASCII case only: a name with any
+    // other letter (`İ`, the Kelvin sign) matches no user on any backend.
+    // The connection goes back to the pool before bcrypt runs.
+    let user = match username.is_ascii() {
+        true => {
+            let mut conn = db.acquire().await?;
+            users::find_by_username(conn.conn(), username).await?
+        }
+        false => None,
+    };
+    let user = match user {
+        Some(user) if hasher.verify(password, &user.password_hash).await? => user,
+        Some(_) => return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into())),
+        None => {
+            hasher.verify_dummy(password).await?;
+            return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
+        }
+    };
+    if !user.is_active {
+        return Err(ApiError::Forbidden("Account is inactive".into()));
+    }
+    let tokens = start_session(db, keys, settings, &user).await?;
+    limits.login_succeeded(username).await;
+    Ok(tokens)
+}
+
+/// Spends a refresh token for a new pair in its session; a spent one
+/// presented again revokes the session.
+async fn refresh_pair(
+    db: &Db,
+    keys: &TokenKeys,
+    settings: &Settings,
+    token: &str,
+) -> Result<TokenResponse, ApiError> {
+    let token_hash = hash_refresh_token(token);
     let invalid = || ApiError::Unauthorized("Invalid refresh token".into());
     let now = now();
     let mut tx = db.begin().await?;
@@ -115,12 +168,7 @@ pub async fn refresh(
     let refresh_token = add_refresh_token(&mut tx, &record.session_id, settings).await?;
     sessions::trim_spent(tx.conn(), &record.session_id, KEPT_SPENT_TOKENS).await?;
     tx.commit().await?;
-    Ok(IssuedTokens(issue(
-        keys,
-        &user,
-        &record.session_id,
-        refresh_token,
-    )?))
+    issue(keys, &user, &record.session_id, refresh_token)
 }
 
 /// Sign out: end this session (or the one of `refresh_token`), or with

@@ -18,6 +18,7 @@ use rocket_okapi::settings::OpenApiSettings;
 pub fn v1(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
     openapi_get_routes_spec![
         settings: auth::login,
+        auth::token,
         auth::refresh,
         auth::logout,
         me::get_me,

@@ -37,9 +37,10 @@ pub(crate) async fn me(app: &TestApp, authorization: &str) -> Reply {
     .await
 }
 
-pub(crate) async fn form_login(app: &TestApp, form: &str) -> Reply {
+/// A form to the OAuth2 token endpoint.
+pub(crate) async fn token_form(app: &TestApp, form: &str) -> Reply {
     app.post_raw(
-        "/api/v1/auth/login",
+        "/api/v1/auth/token",
         Some("application/x-www-form-urlencoded"),
         form.as_bytes(),
     )
@@ -77,37 +78,103 @@ async fn login_with_json_returns_a_bearer_pair_that_works() {
     assert_eq!(me.body, registered);
 }
 
+/// An RFC 6749 refusal: 400, `error`, and the description in both
+/// `error_description` and `detail`.
+fn oauth_error(reply: &Reply) -> (&str, &str) {
+    assert_eq!(reply.status, Status::BadRequest, "{}", reply.text);
+    let description = reply.body["error_description"].as_str().unwrap();
+    assert_eq!(reply.body["detail"], description, "{}", reply.text);
+    (reply.body["error"].as_str().unwrap(), description)
+}
+
 #[rocket::async_test]
-async fn login_accepts_the_oauth2_password_form_and_ignores_extra_fields() {
+async fn the_token_endpoint_takes_the_password_grant_and_ignores_extra_fields() {
     let app = TestApp::spawn().await;
     app.register("alice").await;
-    let ok = form_login(
+    let ok = token_form(
         &app,
         "grant_type=password&username=ALICE&password=Passw0rd1&scope=&client_id=swagger",
     )
     .await;
     assert_eq!(ok.status, Status::Ok, "{}", ok.text);
     assert_eq!(ok.body["token_type"], "bearer");
-    let without_grant = form_login(&app, "username=alice&password=Passw0rd1").await;
-    assert_eq!(without_grant.status, Status::Ok);
-    let other_grant = form_login(
+    let token = ok.body["access_token"].as_str().unwrap();
+    assert_eq!(
+        me(&app, &format!("Bearer {token}")).await.status,
+        Status::Ok
+    );
+
+    let wrong = token_form(&app, "grant_type=password&username=alice&password=nope").await;
+    assert_eq!(
+        oauth_error(&wrong),
+        ("invalid_grant", "Incorrect username or password")
+    );
+    let nobody = token_form(&app, "grant_type=password&username=nobody&password=nope").await;
+    assert_eq!(oauth_error(&nobody), oauth_error(&wrong));
+    for (form, code) in [
+        ("username=alice&password=Passw0rd1", "invalid_request"),
+        ("grant_type=password&username=alice", "invalid_request"),
+        ("grant_type=refresh_token", "invalid_request"),
+        (
+            "grant_type=client_credentials&username=alice&password=Passw0rd1",
+            "unsupported_grant_type",
+        ),
+    ] {
+        let reply = token_form(&app, form).await;
+        assert_eq!(oauth_error(&reply).0, code, "{form}: {}", reply.text);
+    }
+    // JSON is for /auth/login; the token endpoint is form only.
+    let json = app
+        .post(
+            "/api/v1/auth/token",
+            &json!({"grant_type": "password", "username": "alice", "password": PASSWORD}),
+        )
+        .await;
+    assert_eq!(oauth_error(&json).0, "invalid_request");
+}
+
+#[rocket::async_test]
+async fn the_token_endpoint_refreshes_and_refuses_a_spent_token_as_invalid_grant() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let first = token_form(
         &app,
-        "grant_type=client_credentials&username=alice&password=Passw0rd1",
+        "grant_type=password&username=alice&password=Passw0rd1",
     )
     .await;
-    assert_eq!(other_grant.status, Status::BadRequest);
-    assert!(other_grant.body["detail"]
-        .as_str()
-        .unwrap()
-        .contains("grant_type"));
-    let missing = form_login(&app, "username=alice").await;
-    assert_eq!(missing.status, Status::UnprocessableEntity);
-    assert_eq!(
-        missing.field_errors(),
-        vec![("body.password".into(), "missing".into())]
-    );
-    let wrong = form_login(&app, "username=alice&password=nope").await;
-    assert_eq!(wrong.status, Status::Unauthorized);
+    let refresh = first.body["refresh_token"].as_str().unwrap().to_owned();
+    let form = format!("grant_type=refresh_token&refresh_token={refresh}");
+    let renewed = token_form(&app, &form).await;
+    assert_eq!(renewed.status, Status::Ok, "{}", renewed.text);
+    assert_ne!(renewed.body["refresh_token"], first.body["refresh_token"]);
+    let again = token_form(&app, &form).await;
+    let (code, description) = oauth_error(&again);
+    assert_eq!(code, "invalid_grant");
+    assert!(description.contains("reuse"), "{description}");
+    // The reuse ended the session: the renewed pair is dead too.
+    let renewed_refresh = renewed.body["refresh_token"].as_str().unwrap();
+    let after = token_form(
+        &app,
+        &format!("grant_type=refresh_token&refresh_token={renewed_refresh}"),
+    )
+    .await;
+    assert_eq!(oauth_error(&after).0, "invalid_grant");
+    let unknown = token_form(&app, "grant_type=refresh_token&refresh_token=nope").await;
+    assert_eq!(oauth_error(&unknown).0, "invalid_grant");
+}
+
+#[rocket::async_test]
+async fn login_takes_json_only() {
+    let app = TestApp::spawn().await;
+    app.register("alice").await;
+    let form = app
+        .post_raw(
+            "/api/v1/auth/login",
+            Some("application/x-www-form-urlencoded"),
+            b"username=alice&password=Passw0rd1",
+        )
+        .await;
+    assert_eq!(form.status, Status::UnsupportedMediaType, "{}", form.text);
 }
 
 #[rocket::async_test]
@@ -172,6 +239,15 @@ async fn an_inactive_account_is_403_only_with_the_right_password() {
         (right.status, right.body),
         (Status::Forbidden, json!({"detail": "Account is inactive"}))
     );
+    let token = token_form(
+        &app,
+        &format!("grant_type=password&username=alice&password={PASSWORD}"),
+    )
+    .await;
+    assert_eq!(
+        oauth_error(&token),
+        ("invalid_grant", "Account is inactive")
+    );
     // Deactivation ended alice's live tokens.
     app.assert_signed_out(&alice).await;
 }
@@ -202,24 +278,26 @@ async fn a_password_of_exactly_72_bytes_works_and_one_byte_more_never_matches() 
 }
 
 #[rocket::async_test]
-async fn a_login_form_that_gives_a_field_twice_is_400() {
+async fn a_token_form_that_gives_a_field_twice_is_invalid_request() {
     let app = TestApp::spawn().await;
     app.register("alice").await;
     app.register("bob").await;
     for form in [
-        "username=alice&username=bob&password=Passw0rd1",
-        "username=alice&password=Passw0rd1&password=Wrong",
-        "user%6Eame=bob&username=alice&password=Passw0rd1",
+        "grant_type=password&username=alice&username=bob&password=Passw0rd1",
+        "grant_type=password&username=alice&password=Passw0rd1&password=Wrong",
+        "grant_type=password&user%6Eame=bob&username=alice&password=Passw0rd1",
         "grant_type=password&grant_type=password&username=alice&password=Passw0rd1",
     ] {
-        let reply = form_login(&app, form).await;
-        assert_eq!(reply.status, Status::BadRequest, "{form}: {}", reply.text);
-        assert!(reply.body["detail"]
-            .as_str()
-            .unwrap()
-            .contains("more than once"));
+        let reply = token_form(&app, form).await;
+        let (code, description) = oauth_error(&reply);
+        assert_eq!(code, "invalid_request", "{form}");
+        assert!(description.contains("more than once"), "{description}");
     }
-    let ok = form_login(&app, "username=alice&password=Passw0rd1").await;
+    let ok = token_form(
+        &app,
+        "grant_type=password&username=alice&password=Passw0rd1",
+    )
+    .await;
     assert_eq!(ok.status, Status::Ok);
 }
 
@@ -229,7 +307,11 @@ async fn responses_carrying_tokens_are_not_stored() {
     let app = TestApp::spawn().await;
     app.register("alice").await;
     let login = app.login("alice", PASSWORD).await;
-    let form = form_login(&app, "username=alice&password=Passw0rd1").await;
+    let form = token_form(
+        &app,
+        "grant_type=password&username=alice&password=Passw0rd1",
+    )
+    .await;
     let refresh = app
         .post(
             "/api/v1/auth/refresh",
@@ -238,7 +320,7 @@ async fn responses_carrying_tokens_are_not_stored() {
         .await;
     for (what, reply) in [
         ("login", &login),
-        ("form login", &form),
+        ("token endpoint", &form),
         ("refresh", &refresh),
     ] {
         assert_eq!(reply.status, Status::Ok, "{what}");

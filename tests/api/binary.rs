@@ -747,8 +747,9 @@ async fn no_password_token_or_secret_ever_reaches_the_log() {
         .unwrap();
     let access2 = refreshed["access_token"].as_str().unwrap().to_owned();
     let refresh2 = refreshed["refresh_token"].as_str().unwrap().to_owned();
-    // A reused refresh token, a wrong password, a form login, a password
-    // change: the paths that log warnings and errors.
+    // A reused refresh token, a wrong password and a login at the token
+    // endpoint (forms), a password change: the paths that log warnings and
+    // errors.
     let reuse = http
         .post(api("/auth/refresh"))
         .json(&json!({"refresh_token": refresh}))
@@ -757,15 +758,23 @@ async fn no_password_token_or_secret_ever_reaches_the_log() {
         .unwrap();
     assert_eq!(reuse.status(), 401);
     let wrong = http
-        .post(api("/auth/login"))
-        .form(&[("username", "alice"), ("password", SECOND)])
+        .post(api("/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", SECOND),
+        ])
         .send()
         .await
         .unwrap();
-    assert_eq!(wrong.status(), 401);
+    assert_eq!(wrong.status(), 400);
     let form: Value = http
-        .post(api("/auth/login"))
-        .form(&[("username", "alice"), ("password", FIRST)])
+        .post(api("/auth/token"))
+        .form(&[
+            ("grant_type", "password"),
+            ("username", "alice"),
+            ("password", FIRST),
+        ])
         .send()
         .await
         .unwrap()

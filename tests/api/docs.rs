@@ -66,6 +66,7 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
             (method.as_str(), path.as_str()),
             ("post", "/api/v1/users")
                 | ("post", "/api/v1/auth/login")
+                | ("post", "/api/v1/auth/token")
                 | ("post", "/api/v1/auth/refresh")
         ) || path.starts_with("/health")
             || path == "/metrics";
@@ -102,7 +103,7 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
         assert_eq!(schemes["bearerAuth"]["scheme"], "bearer", "{version}");
         assert_eq!(
             schemes["oauth2Password"]["flows"]["password"]["tokenUrl"],
-            "/api/v1/auth/login"
+            "/api/v1/auth/token"
         );
         let info = &doc["info"];
         for key in ["title", "version", "description", "contact", "license"] {

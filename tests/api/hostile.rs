@@ -71,6 +71,7 @@ fn any_body_to_any_write_route_is_answered_without_a_5xx() {
         ("PUT", user_path.clone()),
         ("PATCH", user_path),
         ("POST", "/api/v1/auth/login".into()),
+        ("POST", "/api/v1/auth/token".into()),
         ("POST", "/api/v1/auth/refresh".into()),
         ("PATCH", "/api/v1/users/me".into()),
         ("PUT", "/api/v1/users/me/password".into()),

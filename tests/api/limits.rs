@@ -234,6 +234,35 @@ async fn login_from_one_address_has_its_own_stricter_limit() {
     );
 }
 
+#[rocket::async_test]
+async fn the_token_endpoint_spends_the_same_login_budget() {
+    let app = TestApp::spawn_with(limits(100, 2, 100)).await;
+    let from = client();
+    let json_login = json!({"username": "nobody", "password": "x"});
+    let first = app
+        .request_from(
+            Some(from),
+            "POST",
+            "/api/v1/auth/login",
+            Some(&json_login),
+            &[],
+        )
+        .await;
+    assert_eq!(first.status, Status::Unauthorized);
+    let form = b"grant_type=password&username=nobody&password=x";
+    let mut statuses = Vec::new();
+    for path in ["/api/v1/auth/token", "//api/v1/auth/token/"] {
+        let reply = app
+            .req("POST", path)
+            .from(from)
+            .body(Some("application/x-www-form-urlencoded"), form)
+            .send()
+            .await;
+        statuses.push(reply.status);
+    }
+    assert_eq!(statuses, [Status::BadRequest, Status::TooManyRequests]);
+}
+
 /// A Redis server of this test's own, on a free port.
 pub(crate) struct PrivateRedis {
     child: Child,

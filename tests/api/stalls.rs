@@ -113,10 +113,10 @@ async fn json_and_form_bodies_that_stall_are_408_and_change_nothing() {
         &[("Content-Type", "application/json")],
         registration.len(),
     );
-    let form = format!("username=alice&password={PASSWORD}");
+    let form = format!("grant_type=password&username=alice&password={PASSWORD}");
     let form_head = head(
         "POST",
-        "/api/v1/auth/login",
+        "/api/v1/auth/token",
         &[("Content-Type", "application/x-www-form-urlencoded")],
         form.len(),
     );

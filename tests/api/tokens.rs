@@ -4,7 +4,7 @@ use jsonwebtoken::Algorithm;
 use rocket::http::{Header as HttpHeader, Status};
 use serde_json::{json, Value};
 
-use crate::auth::{claims, decode_unverified, form_login, me, now, sign};
+use crate::auth::{claims, decode_unverified, me, now, sign, token_form};
 use crate::helpers::{TestApp, TestUser, JWT_SECRET};
 
 #[rocket::async_test]
@@ -181,10 +181,14 @@ async fn a_deleted_users_token_is_401() {
 }
 
 #[rocket::async_test]
-async fn a_form_login_token_works_in_a_header_with_any_case() {
+async fn a_token_endpoint_token_works_in_a_header_with_any_case() {
     let app = TestApp::spawn().await;
     app.register("alice").await;
-    let reply = form_login(&app, "username=alice&password=Passw0rd1").await;
+    let reply = token_form(
+        &app,
+        "grant_type=password&username=alice&password=Passw0rd1",
+    )
+    .await;
     let token = reply.body["access_token"].as_str().unwrap();
     let req = app
         .client

@@ -133,8 +133,8 @@ def browser_check(server, artifacts):
     from playwright.sync_api import sync_playwright
 
     reply = requests.post(
-        f"{server.base}/api/v1/auth/login",
-        data={"username": "docsadmin", "password": ADMIN_PASSWORD},
+        f"{server.base}/api/v1/auth/token",
+        data={"grant_type": "password", "username": "docsadmin", "password": ADMIN_PASSWORD},
         timeout=30,
     )
     reply.raise_for_status()

@@ -18,7 +18,7 @@ use tokio_util::io::ReaderStream;
 
 use super::{Reservation, Storage};
 use crate::domain::ErrorType;
-use crate::error::ApiError;
+use crate::error::{ApiError, FieldError};
 use crate::extract::idle::{idle_limited, is_stall, stalled};
 
 /// Room for the multipart framing and small fields around the file.
@@ -103,48 +103,63 @@ pub async fn receive(
     );
     let mut multipart = Multipart::with_constraints(stream, boundary, constraints);
     let mut received = None;
+    // Every broken rule at once, as for JSON bodies: the fields that should
+    // not be there are read past and named, with whatever else is wrong.
+    let mut errors = Vec::new();
     loop {
-        let field = match multipart.next_field().await {
+        let mut field = match multipart.next_field().await {
             Ok(Some(field)) => field,
             Ok(None) => break,
             Err(err) => return Err(multipart_error(err, &bounds)),
         };
-        match field.name() {
-            Some("file") if received.is_none() => {}
-            Some("file") => {
-                return Err(ApiError::validation(
-                    "body.file",
-                    ErrorType::ValueError,
-                    "Send one file per request",
-                ))
-            }
-            other => {
-                // As with JSON bodies, an unknown field is refused.
-                let name = other.unwrap_or_default();
-                return Err(ApiError::validation(
-                    format!("body.{name}"),
-                    ErrorType::ExtraForbidden,
-                    "Extra inputs are not permitted",
-                ));
+        let refusal = match field.name() {
+            Some("file") if received.is_none() => None,
+            Some("file") => Some(FieldError::new(
+                "body.file",
+                ErrorType::ValueError,
+                "Send one file per request",
+            )),
+            other => Some(FieldError::new(
+                format!("body.{}", other.unwrap_or_default()),
+                ErrorType::ExtraForbidden,
+                "Extra inputs are not permitted",
+            )),
+        };
+        match refusal {
+            None => received = Some(store(field, storage, &mut bounds).await?),
+            Some(error) => {
+                errors.push(error);
+                loop {
+                    match field.chunk().await {
+                        Ok(Some(_)) => {}
+                        Ok(None) => break,
+                        Err(err) => return Err(multipart_error(err, &bounds)),
+                    }
+                }
             }
         }
-        received = Some(store(field, storage, &mut bounds).await?);
     }
-    let received = received.ok_or_else(|| {
-        ApiError::validation(
+    match &received {
+        None => errors.push(FieldError::new(
             "body.file",
             ErrorType::Missing,
             "A file in the multipart field `file` is required",
-        )
-    })?;
-    if received.size == 0 {
-        return Err(ApiError::validation(
+        )),
+        Some(file) if file.size == 0 => errors.push(FieldError::new(
             "body.file",
             ErrorType::ValueError,
             "The file is empty",
-        ));
+        )),
+        Some(_) => {}
     }
-    Ok(received)
+    match (received, errors.is_empty()) {
+        (Some(received), true) => Ok(received),
+        // A file already stored goes with its temporary path when dropped.
+        _ => {
+            errors.sort_by(|a, b| a.field.cmp(&b.field));
+            Err(ApiError::Validation(errors))
+        }
+    }
 }
 
 async fn store(

@@ -280,7 +280,27 @@ async fn missing_or_empty_files_are_422_and_other_bodies_415() {
     let extra = upload_raw(&app, &alice, other_field.into_bytes()).await;
     assert_eq!(
         extra.field_errors(),
-        vec![("body.note".into(), "extra_forbidden".into())]
+        vec![
+            ("body.file".into(), "missing".into()),
+            ("body.note".into(), "extra_forbidden".into())
+        ],
+        "every failing rule at once"
+    );
+    // A file with an unknown field after it: refused, and nothing kept.
+    let mut file_then_note = multipart("; filename=\"a.txt\"", b"hello");
+    file_then_note.truncate(file_then_note.len() - format!("--{BOUNDARY}--\r\n").len());
+    file_then_note.extend_from_slice(
+        format!(
+            "--{BOUNDARY}\r\nContent-Disposition: form-data; name=\"note\"\r\n\r\nhi\r\n--{BOUNDARY}--\r\n"
+        )
+        .as_bytes(),
+    );
+    let refused = upload_raw(&app, &alice, file_then_note).await;
+    assert_eq!(
+        refused.field_errors(),
+        vec![("body.note".into(), "extra_forbidden".into())],
+        "{}",
+        refused.text
     );
     let json = app
         .post_as(&alice, "/api/v1/uploads", &json!({"file": "x"}))

@@ -235,9 +235,9 @@ pub fn file_upload_body() -> RequestBody {
 /// The 200 of an upload's content: its exact bytes.
 pub fn file_download_responses() -> Responses {
     string_ok(
-        "The file's exact bytes, as an attachment, with the type recognised at upload \
-         (`application/octet-stream` when none was).",
-        "*/*",
+        "The file's exact bytes, as an attachment; the type recognised at upload is the \
+         upload's `content_type`.",
+        "application/octet-stream",
         Some("binary"),
     )
 }

@@ -19,11 +19,12 @@ pub struct Download {
 
 impl<'r> Responder<'r, 'static> for Download {
     fn respond_to(self, _: &'r Request<'_>) -> response::Result<'static> {
-        let content_type =
-            ContentType::parse_flexible(&self.upload.content_type).unwrap_or(ContentType::Binary);
+        // Always bytes: the type recognised at upload is metadata
+        // (`content_type`), so a generated client gets one media type and a
+        // browser nothing to render.
         Response::build()
             .status(Status::Ok)
-            .header(content_type)
+            .header(ContentType::Binary)
             .header(Header::new(
                 "Content-Disposition",
                 content_disposition(&self.upload.filename),

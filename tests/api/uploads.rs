@@ -134,7 +134,15 @@ async fn the_content_type_comes_from_the_bytes_not_the_name() {
         html.body["content_type"], "image/png",
         "the name does not decide"
     );
-    // Whatever it is, it is downloaded, never rendered in the API's origin.
+    // Whatever it is, it is downloaded as bytes, never rendered in the
+    // API's origin.
+    for id in [&reply.body["id"], &html.body["id"]] {
+        let (_, headers, _) = content(&app, &alice, id.as_str().unwrap()).await;
+        assert_eq!(
+            header(&headers, "Content-Type"),
+            Some("application/octet-stream")
+        );
+    }
     let (_, headers, _) = content(&app, &alice, html.body["id"].as_str().unwrap()).await;
     assert!(header(&headers, "Content-Disposition")
         .unwrap()

@@ -63,7 +63,8 @@ pub fn document(parts: &[(&str, OpenApi)], version_note: &str) -> OpenApi {
         }),
         ..Info::default()
     };
-    // Paths carry their full prefix, so the server is the document's origin.
+    // Paths carry their full prefix, so the server is the document's origin
+    // (`json_route` says so).
     spec.servers = Vec::new();
     for item in spec.paths.values_mut() {
         for operation in operations(item) {
@@ -153,8 +154,114 @@ fn add_oauth2_password_flow(spec: &mut OpenApi) {
 pub fn json_route(spec: OpenApi) -> Route {
     // Serialized once; rocket_okapi's own handler re-serializes on every
     // request and adds a `servers` entry that would prefix the full paths.
-    let json = serde_json::to_string(&spec).expect("an OpenAPI document serializes");
+    let mut json = serde_json::to_value(&spec).expect("an OpenAPI document serializes");
+    finish(&mut json);
+    let json = serde_json::to_string(&json).expect("an OpenAPI document serializes");
     Route::new(Method::Get, JSON_PATH, SpecHandler(Arc::from(json)))
+}
+
+/// What generators and linters expect and okapi does not write: the
+/// server (the document's own origin: paths carry their full prefix),
+/// `security: []` on public operations, the response headers, and no
+/// `"default": null` (which makes optional fields required in some
+/// generators).
+fn finish(doc: &mut serde_json::Value) {
+    use serde_json::{json, Value};
+    doc["servers"] =
+        json!([{"url": "/", "description": "The server this document is served from"}]);
+    let header = |description: &str, kind: &str, required: bool| json!({"description": description, "required": required, "schema": {"type": kind}});
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for (path, item) in paths.iter_mut() {
+            let Some(item) = item.as_object_mut() else {
+                continue;
+            };
+            for (method, operation) in item.iter_mut() {
+                let Some(operation) = operation.as_object_mut() else {
+                    continue;
+                };
+                operation
+                    .entry("security")
+                    .or_insert_with(|| Value::Array(Vec::new()));
+                let Some(responses) = operation
+                    .get_mut("responses")
+                    .and_then(Value::as_object_mut)
+                else {
+                    continue;
+                };
+                for (code, response) in responses.iter_mut() {
+                    let mut headers = serde_json::Map::new();
+                    headers.insert(
+                        "X-Request-Id".into(),
+                        header(
+                            "The request's id: the client's, if sane, else a new one.",
+                            "string",
+                            true,
+                        ),
+                    );
+                    if path.starts_with("/api/") {
+                        for (name, what) in [
+                            (
+                                "RateLimit-Limit",
+                                "The budget of the limit nearest exhaustion.",
+                            ),
+                            ("RateLimit-Remaining", "Requests left in it now."),
+                            ("RateLimit-Reset", "Seconds until all of it is back."),
+                        ] {
+                            headers.insert(name.into(), header(what, "integer", false));
+                        }
+                    }
+                    match code.as_str() {
+                        "201" => {
+                            headers.insert(
+                                "Location".into(),
+                                header("Where the new resource is.", "string", true),
+                            );
+                        }
+                        "401" => {
+                            headers.insert(
+                                "WWW-Authenticate".into(),
+                                header("`Bearer`: how to authenticate.", "string", false),
+                            );
+                        }
+                        "429" | "503" => {
+                            headers.insert(
+                                "Retry-After".into(),
+                                header("Seconds to wait before trying again.", "integer", false),
+                            );
+                        }
+                        "200" if method == "get" && path.ends_with("/content") => {
+                            headers.insert(
+                                "Content-Disposition".into(),
+                                header(
+                                    "`attachment`, with the file's name (quoted and RFC 5987-encoded).",
+                                    "string",
+                                    true,
+                                ),
+                            );
+                        }
+                        _ => {}
+                    }
+                    if let Some(response) = response.as_object_mut() {
+                        response.insert("headers".into(), Value::Object(headers));
+                    }
+                }
+            }
+        }
+    }
+    drop_null_defaults(doc);
+}
+
+fn drop_null_defaults(value: &mut serde_json::Value) {
+    match value {
+        serde_json::Value::Object(map) => {
+            if map.get("default").is_some_and(serde_json::Value::is_null) {
+                map.remove("default");
+            }
+            map.values_mut().for_each(drop_null_defaults);
+        }
+        serde_json::Value::Array(list) => list.iter_mut().for_each(drop_null_defaults),
+        _ => {}
+    }
 }
 
 #[derive(Clone)]

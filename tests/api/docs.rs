@@ -78,10 +78,36 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
                 );
             }
         }
+        for (code, response) in responses {
+            let headers = &response["headers"];
+            assert_eq!(
+                headers["X-Request-Id"]["required"], true,
+                "{method} {path} {code}: X-Request-Id"
+            );
+            let expected: &[&str] = match code.as_str() {
+                "201" => &["Location"],
+                "401" => &["WWW-Authenticate"],
+                "429" | "503" => &["Retry-After"],
+                _ => &[],
+            };
+            for name in expected {
+                assert!(
+                    headers.get(*name).is_some(),
+                    "{method} {path} {code}: {name}"
+                );
+            }
+            if path.starts_with("/api/") {
+                assert!(
+                    headers.get("RateLimit-Remaining").is_some(),
+                    "{method} {path} {code}"
+                );
+            }
+        }
         if public {
-            assert!(
-                operation.get("security").is_none(),
-                "{method} {path} is public"
+            assert_eq!(
+                operation.get("security"),
+                Some(&serde_json::json!([])),
+                "{method} {path} is public: security []"
             );
         } else {
             let security = operation["security"]
@@ -98,6 +124,11 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
         }
     }
     for (version, doc) in &documents {
+        assert_eq!(doc["servers"][0]["url"], "/", "{version}");
+        assert!(
+            !doc.to_string().contains("\"default\":null"),
+            "{version}: no null defaults"
+        );
         let schemes = &doc["components"]["securitySchemes"];
         assert_eq!(schemes["bearerAuth"]["type"], "http", "{version}");
         assert_eq!(schemes["bearerAuth"]["scheme"], "bearer", "{version}");

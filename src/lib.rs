@@ -52,22 +52,26 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
     let settings = Settings::load(&figment)?;
     let cors = fairings::cors::fairing(&settings.cors).map_err(ConfigError)?;
     let proxies = TrustedProxies::parse(&settings.trusted_proxies).map_err(ConfigError)?;
-    let limiter = match settings.rate_limit.enabled {
-        true => Some(Arc::new(
-            RateLimiter::new(&settings.rate_limit).map_err(ConfigError)?,
-        )),
-        false => None,
-    };
-    let hasher = PasswordHasher::new(
-        settings.bcrypt_cost,
-        std::time::Duration::from_secs(settings.bcrypt_queue_timeout),
-    );
     let metrics = match settings.metrics.enabled {
         true => Some(Metrics::new(
             Networks::parse("metrics.allow", &settings.metrics.allow).map_err(ConfigError)?,
         )),
         false => None,
     };
+    let limiter = match settings.rate_limit.enabled {
+        true => {
+            let limiter = RateLimiter::new(&settings.rate_limit).map_err(ConfigError)?;
+            Some(Arc::new(match &metrics {
+                Some(metrics) => limiter.counting_refusals(metrics.rate_limited()),
+                None => limiter,
+            }))
+        }
+        false => None,
+    };
+    let hasher = PasswordHasher::new(
+        settings.bcrypt_cost,
+        std::time::Duration::from_secs(settings.bcrypt_queue_timeout),
+    );
     let outbox = OutboxSignal::default();
     let outbox_worker = OutboxWorker::new(settings.smtp.clone(), outbox.clone());
 

@@ -239,9 +239,8 @@ impl Settings {
     /// them: the application is built only from settings that passed.
     pub fn load(figment: &Figment) -> Result<Settings, ConfigError> {
         let settings = Settings::read(figment)?;
-        let profile = figment.profile().as_str().as_str().to_owned();
         settings
-            .require_outside_debug(&profile)
+            .require_outside_debug(figment.profile().as_str().as_str())
             .map_err(ConfigError)?;
         Ok(settings)
     }
@@ -422,7 +421,7 @@ fn defaults() -> Figment {
 
 /// Rocket's settings that size the runtime, which Rocket would otherwise
 /// refuse with a panic.
-pub fn check_runtime(figment: &Figment) -> Result<rocket::Config, ConfigError> {
+pub fn check_runtime(figment: &Figment) -> Result<(), ConfigError> {
     let config: rocket::Config = figment
         .extract()
         .map_err(|err| ConfigError(err.to_string()))?;
@@ -432,7 +431,7 @@ pub fn check_runtime(figment: &Figment) -> Result<rocket::Config, ConfigError> {
             config.workers, config.max_blocking
         )));
     }
-    Ok(config)
+    Ok(())
 }
 
 /// The effective configuration of `figment`, checked as serving checks it,

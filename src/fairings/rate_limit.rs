@@ -18,7 +18,6 @@ use super::client_ip::TrustedProxies;
 use super::reject::reject;
 use crate::error::ApiError;
 use crate::limits::{Decision, Policy, RateLimiter};
-use crate::telemetry::metrics::Metrics;
 
 pub const LOGIN_PATH: &str = "/api/v1/auth/login";
 /// The OAuth2 token endpoint: its password grant is a login, limited as one.
@@ -109,12 +108,8 @@ impl Fairing for RateLimitFairing {
             }
         }
         let decisions = request.local_cache(Decisions::default);
-        let metrics = request.rocket().state::<Arc<Metrics>>();
         for policy in policies {
             if let Some(decision) = self.limiter.check(policy, &client).await {
-                if let (false, Some(metrics)) = (decision.allowed(), metrics) {
-                    metrics.rate_limited(policy);
-                }
                 decisions.push(decision);
             }
         }
@@ -146,7 +141,6 @@ impl Fairing for RateLimitFairing {
 pub struct RateLimits<'r> {
     limiter: Option<&'r RateLimiter>,
     decisions: &'r Decisions,
-    metrics: Option<&'r Arc<Metrics>>,
 }
 
 impl RateLimits<'_> {
@@ -192,9 +186,6 @@ impl RateLimits<'_> {
                 if decision.allowed() {
                     Ok(())
                 } else {
-                    if let Some(metrics) = self.metrics {
-                        metrics.rate_limited(policy);
-                    }
                     Err(too_many(&decision))
                 }
             }
@@ -220,7 +211,6 @@ impl<'r> FromRequest<'r> for RateLimits<'r> {
                 .state::<Option<Arc<RateLimiter>>>()
                 .and_then(Option::as_deref),
             decisions: request.local_cache(Decisions::default),
-            metrics: request.rocket().state::<Arc<Metrics>>(),
         })
     }
 }

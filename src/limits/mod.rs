@@ -83,50 +83,73 @@ impl Decision {
     }
 }
 
-pub enum RateLimiter {
+/// The counters, in this process or in Redis, and (when metrics are on)
+/// the count of refusals by policy.
+pub struct RateLimiter {
+    backend: Backend,
+    refusals: Option<prometheus::IntCounterVec>,
+}
+
+enum Backend {
     Memory(memory::MemoryLimiter),
     Redis(Box<redis::RedisLimiter>),
 }
 
 impl RateLimiter {
     pub fn new(settings: &RateLimitSettings) -> Result<Self, String> {
-        Ok(match settings.backend {
-            RateLimitBackend::Memory => RateLimiter::Memory(memory::MemoryLimiter::new(settings)),
+        let backend = match settings.backend {
+            RateLimitBackend::Memory => Backend::Memory(memory::MemoryLimiter::new(settings)),
             RateLimitBackend::Redis => {
-                RateLimiter::Redis(Box::new(redis::RedisLimiter::new(settings)?))
+                Backend::Redis(Box::new(redis::RedisLimiter::new(settings)?))
             }
+        };
+        Ok(RateLimiter {
+            backend,
+            refusals: None,
         })
+    }
+
+    /// Counts every refusal in `refusals`, labelled with the policy's name.
+    pub fn counting_refusals(self, refusals: prometheus::IntCounterVec) -> Self {
+        RateLimiter {
+            refusals: Some(refusals),
+            ..self
+        }
     }
 
     /// Counts one request of `key` against `policy`. `None` when the limit
     /// could not be checked (Redis unreachable): the request goes through.
     pub async fn check(&self, policy: Policy, key: &str) -> Option<Decision> {
-        match self {
-            RateLimiter::Memory(limiter) => Some(limiter.check(policy, key)),
-            RateLimiter::Redis(limiter) => limiter.check(policy, key).await,
+        let decision = match &self.backend {
+            Backend::Memory(limiter) => Some(limiter.check(policy, key)),
+            Backend::Redis(limiter) => limiter.check(policy, key).await,
+        };
+        if let (Some(refusals), Some(false)) = (&self.refusals, decision.map(|d| d.allowed())) {
+            refusals.with_label_values(&[policy.name()]).inc();
         }
+        decision
     }
 
     /// Gives back one unit that [`check`](Self::check) spent for `key`.
     pub async fn refund(&self, policy: Policy, key: &str) {
-        match self {
-            RateLimiter::Memory(limiter) => limiter.refund(policy, key),
-            RateLimiter::Redis(limiter) => limiter.refund(policy, key).await,
+        match &self.backend {
+            Backend::Memory(limiter) => limiter.refund(policy, key),
+            Backend::Redis(limiter) => limiter.refund(policy, key).await,
         }
     }
 
     /// Forgets keys whose budget is full again, so memory stays bounded.
     pub fn purge(&self) {
-        if let RateLimiter::Memory(limiter) = self {
+        if let Backend::Memory(limiter) = &self.backend {
             limiter.purge();
         }
     }
 
     /// Why limits are not being enforced right now, for readiness.
     pub fn degraded(&self) -> Option<String> {
-        match self {
-            RateLimiter::Memory(_) => None,
-            RateLimiter::Redis(limiter) => limiter.degraded(),
+        match &self.backend {
+            Backend::Memory(_) => None,
+            Backend::Redis(limiter) => limiter.degraded(),
         }
     }
 }

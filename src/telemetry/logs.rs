@@ -40,26 +40,33 @@ pub fn init(figment: &Figment) {
     let filter = filter(level);
     let not_chatter = filter_fn(|meta| !is_rocket_chatter(meta.target()));
     let stdout = std::io::stdout;
-    let ansi = std::io::stdout().is_terminal();
-    let installed = match format {
-        LogFormat::Text => tracing_subscriber::registry()
-            .with(fmt::layer().with_writer(stdout).with_ansi(ansi))
-            .with(filter)
-            .with(not_chatter)
-            .try_init(),
-        LogFormat::Json => tracing_subscriber::registry()
-            .with(
+    let (text, json) = match format {
+        LogFormat::Text => (
+            Some(
+                fmt::layer()
+                    .with_writer(stdout)
+                    .with_ansi(stdout().is_terminal()),
+            ),
+            None,
+        ),
+        LogFormat::Json => (
+            None,
+            Some(
                 fmt::layer()
                     .json()
                     .flatten_event(true)
                     .with_current_span(true)
                     .with_span_list(false)
                     .with_writer(stdout),
-            )
-            .with(filter)
-            .with(not_chatter)
-            .try_init(),
+            ),
+        ),
     };
+    let installed = tracing_subscriber::registry()
+        .with(text)
+        .with(json)
+        .with(filter)
+        .with(not_chatter)
+        .try_init();
     drop(installed);
 }
 

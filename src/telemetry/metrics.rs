@@ -146,9 +146,9 @@ impl Metrics {
             .observe(elapsed.as_secs_f64());
     }
 
-    /// Counts a request refused by `policy`.
-    pub fn rate_limited(&self, policy: Policy) {
-        self.rate_limited.with_label_values(&[policy.name()]).inc();
+    /// The count of 429s by policy, for the rate limiter to add to.
+    pub fn rate_limited(&self) -> IntCounterVec {
+        self.rate_limited.clone()
     }
 
     /// The text exposition format, with the gauges read now.

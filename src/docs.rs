@@ -274,8 +274,9 @@ impl Handler for SpecHandler {
     }
 }
 
-/// Swagger UI at `/docs` and RapiDoc at `/rapidoc`, each able to switch
-/// between the API versions.
+/// Swagger UI at `/docs`, which switches between the API versions, and
+/// RapiDoc at `/rapidoc`, which shows the first (rocket_okapi's page takes
+/// one document).
 pub fn mount_pages(rocket: Rocket<Build>, versions: &[(&str, &str)]) -> Rocket<Build> {
     let urls: Vec<UrlObject> = versions
         .iter()

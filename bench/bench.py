@@ -311,13 +311,13 @@ class Peer:
 
 
 def base36(n):
+    """A v2 cursor: `n` in base 36, eleven digits wide."""
     digits = "0123456789abcdefghijklmnopqrstuvwxyz"
     out = ""
-    while True:
+    for _ in range(11):
         out = digits[n % 36] + out
         n //= 36
-        if n == 0:
-            return out
+    return out
 
 
 def run_scenarios(server, script, duration, connections, only_peer_set=False):

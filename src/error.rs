@@ -12,7 +12,9 @@ use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
 use rocket::response::{self, Responder, Response};
 use rocket_okapi::gen::OpenApiGenerator;
-use rocket_okapi::okapi::openapi3::{MediaType, RefOr, Response as OpenApiResponse, Responses};
+use rocket_okapi::okapi::openapi3::{
+    MediaType, Object, RefOr, Response as OpenApiResponse, Responses,
+};
 use rocket_okapi::response::OpenApiResponderInner;
 use schemars::JsonSchema;
 use serde::Serialize;
@@ -342,67 +344,130 @@ pub fn take_stashed(request: &Request<'_>, status: Status) -> Option<ApiError> {
     }
 }
 
-/// Every error status a route can answer, documented once for all routes.
+/// What an error status means, as the documents say it.
+pub fn error_meaning(code: u16) -> &'static str {
+    match code {
+        400 => "The request is malformed.",
+        401 => "Missing, invalid, expired or revoked credentials.",
+        403 => "Signed in, but not allowed to do this.",
+        404 => "The resource does not exist (or is not visible to you).",
+        408 => {
+            "The request body stopped arriving (nothing for 10 s; for an upload, \
+             `upload.idle_timeout` seconds)."
+        }
+        409 => "The change conflicts with existing data (a taken name, the last admin).",
+        413 => "The request body is over the configured limit.",
+        415 => "The request body is not of a supported content type.",
+        422 => "The request failed validation; every failing rule is listed.",
+        429 => "Rate limit exceeded; see `Retry-After`.",
+        431 => "The request's header fields total more than 32 KiB.",
+        500 => "An unexpected server error; the body never contains internals.",
+        503 => {
+            "A dependency (the database) is unavailable, or too many passwords are \
+             waiting to be hashed; retry later (after `Retry-After` seconds when given)."
+        }
+        _ => "An error.",
+    }
+}
+
+/// The documented error responses of `codes`, each with its JSON body.
+pub fn error_responses(gen: &mut OpenApiGenerator, codes: &[u16]) -> Responses {
+    let mut responses = Responses::default();
+    for &code in codes {
+        let schema = match code {
+            422 => gen.json_schema::<ValidationErrorBody>(),
+            _ => gen.json_schema::<ErrorBody>(),
+        };
+        let media = MediaType {
+            schema: Some(schema),
+            ..Default::default()
+        };
+        let response = OpenApiResponse {
+            description: error_meaning(code).to_owned(),
+            content: [("application/json".to_owned(), media)]
+                .into_iter()
+                .collect(),
+            ..Default::default()
+        };
+        responses
+            .responses
+            .insert(code.to_string(), RefOr::Object(response));
+    }
+    responses
+}
+
+/// The extension that carries an extractor's error statuses (a body's, a
+/// path or query parameter's) to its operation: okapi asks only request
+/// guards and responders for responses, so extractors put theirs here and
+/// `docs` moves them into the operation's responses.
+pub const ERRORS_EXTENSION: &str = "x-roster-errors";
+
+/// `codes` documented as [`ERRORS_EXTENSION`], for a request body's or a
+/// parameter's extensions.
+pub fn errors_extension(gen: &mut OpenApiGenerator, codes: &[u16]) -> Object {
+    let responses = error_responses(gen, codes).responses;
+    let mut extensions = Object::default();
+    extensions.insert(
+        ERRORS_EXTENSION.to_owned(),
+        serde_json::to_value(responses).expect("responses serialize"),
+    );
+    extensions
+}
+
+/// A handler that answers no error of its own beyond its guards' and
+/// extractors' can still fail unexpectedly.
 impl OpenApiResponderInner for ApiError {
     fn responses(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
-        let error_schema = gen.json_schema::<ErrorBody>();
-        let validation_schema = gen.json_schema::<ValidationErrorBody>();
-        let mut responses = Responses::default();
-        let documented: [(u16, &str); 12] = [
-            (400, "The request is malformed."),
-            (401, "Missing, invalid, expired or revoked credentials."),
-            (403, "Signed in, but not allowed to do this."),
-            (
-                404,
-                "The resource does not exist (or is not visible to you).",
-            ),
-            (
-                408,
-                "The request body stopped arriving (nothing for 10 s; for an upload, \
-                 `upload.idle_timeout` seconds).",
-            ),
-            (
-                409,
-                "The change conflicts with existing data (a taken name, the last admin).",
-            ),
-            (413, "The request body is over the configured limit."),
-            (415, "The request body is not of a supported content type."),
-            (
-                422,
-                "The request failed validation; every failing rule is listed.",
-            ),
-            (429, "Rate limit exceeded; see `Retry-After`."),
-            (
-                500,
-                "An unexpected server error; the body never contains internals.",
-            ),
-            (
-                503,
-                "A dependency (the database) is unavailable, or too many passwords are \
-                 waiting to be hashed; retry later (after `Retry-After` seconds when given).",
-            ),
-        ];
-        for (code, description) in documented {
-            let schema = if code == 422 {
-                validation_schema.clone()
-            } else {
-                error_schema.clone()
-            };
-            let media = MediaType {
-                schema: Some(schema),
-                ..Default::default()
-            };
-            let response = OpenApiResponse {
-                description: description.to_owned(),
-                content: [("application/json".to_owned(), media)]
-                    .into_iter()
-                    .collect(),
-                ..Default::default()
-            };
-            responses
-                .responses
-                .insert(code.to_string(), RefOr::Object(response));
-        }
-        Ok(responses)
+        Ok(error_responses(gen, &[500]))
+    }
+}
+
+/// The statuses a handler answers itself, beyond those of its guards and
+/// extractors (which document their own), named in its return type so that
+/// its operation lists exactly what it can answer:
+/// `Result<Json<User>, Fails<{ NOT_FOUND | CONFLICT }>>`. A `?` on anything
+/// that converts into an [`ApiError`] converts into it.
+pub struct Fails<const STATUSES: u32>(pub ApiError);
+
+/// The bits of [`Fails`].
+pub mod fails {
+    pub const BAD_REQUEST: u32 = 1 << 0;
+    pub const UNAUTHORIZED: u32 = 1 << 1;
+    pub const FORBIDDEN: u32 = 1 << 2;
+    pub const NOT_FOUND: u32 = 1 << 3;
+    pub const CONFLICT: u32 = 1 << 4;
+    pub const UNAVAILABLE: u32 = 1 << 5;
+
+    pub(super) const CODES: [(u32, u16); 6] = [
+        (BAD_REQUEST, 400),
+        (UNAUTHORIZED, 401),
+        (FORBIDDEN, 403),
+        (NOT_FOUND, 404),
+        (CONFLICT, 409),
+        (UNAVAILABLE, 503),
+    ];
+}
+
+impl<E: Into<ApiError>, const STATUSES: u32> From<E> for Fails<STATUSES> {
+    fn from(err: E) -> Self {
+        Fails(err.into())
+    }
+}
+
+impl<'r, const STATUSES: u32> Responder<'r, 'static> for Fails<STATUSES> {
+    fn respond_to(self, request: &'r Request<'_>) -> response::Result<'static> {
+        self.0.respond_to(request)
+    }
+}
+
+impl<const STATUSES: u32> OpenApiResponderInner for Fails<STATUSES> {
+    fn responses(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<Responses> {
+        let codes: Vec<u16> = fails::CODES
+            .iter()
+            .filter(|(bit, _)| STATUSES & bit != 0)
+            .map(|&(_, code)| code)
+            .chain([500])
+            .collect();
+        Ok(error_responses(gen, &codes))
     }
 }

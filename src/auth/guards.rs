@@ -249,6 +249,13 @@ macro_rules! bearer_docs {
             ) -> rocket_okapi::Result<RequestHeaderInput> {
                 Ok(bearer_security())
             }
+
+            /// The token is refused, or the database cannot check it.
+            fn get_responses(
+                gen: &mut OpenApiGenerator,
+            ) -> rocket_okapi::Result<rocket_okapi::okapi::openapi3::Responses> {
+                Ok(crate::error::error_responses(gen, &[401, 503]))
+            }
         }
     )+};
 }

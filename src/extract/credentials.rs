@@ -101,6 +101,8 @@ impl<'r> OpenApiFromData<'r> for TokenGrant {
                 .into_iter()
                 .collect(),
             required: true,
+            // RFC 6749's refusals, a stalled body, a body over the limit.
+            extensions: crate::error::errors_extension(gen, &[400, 408, 413]),
             ..Default::default()
         })
     }

@@ -12,7 +12,7 @@ use serde_json::error::Category;
 use super::field_errors;
 use super::idle::{read_at_most, BODY_IDLE_TIMEOUT};
 use crate::domain::ErrorType;
-use crate::error::{stash, ApiError, FieldError};
+use crate::error::{errors_extension, stash, ApiError, FieldError};
 
 /// A JSON request body that has passed its schema and every validation rule.
 ///
@@ -268,6 +268,8 @@ pub fn json_request_body<T: JsonSchema>(gen: &mut OpenApiGenerator, required: bo
             .into_iter()
             .collect(),
         required,
+        // Unreadable or not JSON, stalled, too large, another type, invalid.
+        extensions: errors_extension(gen, &[400, 408, 413, 415, 422]),
         ..Default::default()
     }
 }

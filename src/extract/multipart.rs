@@ -38,7 +38,12 @@ impl<'r> FromData<'r> for MultipartBody<'r> {
 }
 
 impl<'r> OpenApiFromData<'r> for MultipartBody<'r> {
-    fn request_body(_gen: &mut OpenApiGenerator) -> rocket_okapi::Result<RequestBody> {
-        Ok(crate::docs::file_upload_body())
+    fn request_body(gen: &mut OpenApiGenerator) -> rocket_okapi::Result<RequestBody> {
+        Ok(RequestBody {
+            // Malformed, stalled, over the size or the quota, not
+            // multipart, a missing or empty file or an unknown field.
+            extensions: crate::error::errors_extension(gen, &[400, 408, 413, 415, 422]),
+            ..crate::docs::file_upload_body()
+        })
     }
 }

@@ -8,7 +8,7 @@ use schemars::schema::{InstanceType, NumberValidation, SchemaObject};
 
 use super::parameter;
 use crate::domain::ErrorType;
-use crate::error::ApiError;
+use crate::error::{errors_extension, ApiError};
 
 /// A positive id in the path, named `user_id` in errors. Ids stay within
 /// JavaScript's safe integers (2^53 - 1), a bound JSON Schema can state
@@ -53,10 +53,7 @@ impl<'a> FromParam<'a> for Id {
 }
 
 impl<'a> OpenApiFromParam<'a> for Id {
-    fn path_parameter(
-        _gen: &mut OpenApiGenerator,
-        name: String,
-    ) -> rocket_okapi::Result<Parameter> {
+    fn path_parameter(gen: &mut OpenApiGenerator, name: String) -> rocket_okapi::Result<Parameter> {
         let schema = SchemaObject {
             instance_type: Some(InstanceType::Integer.into()),
             format: Some("int64".to_owned()),
@@ -67,13 +64,17 @@ impl<'a> OpenApiFromParam<'a> for Id {
             })),
             ..Default::default()
         };
-        Ok(parameter(
-            name,
-            "path",
-            Some("The user's id.".to_owned()),
-            true,
-            schema,
-        ))
+        Ok(Parameter {
+            // Not a number, or out of bounds.
+            extensions: errors_extension(gen, &[422]),
+            ..parameter(
+                name,
+                "path",
+                Some("The user's id.".to_owned()),
+                true,
+                schema,
+            )
+        })
     }
 }
 
@@ -103,21 +104,22 @@ impl<'a> FromParam<'a> for UploadId {
 }
 
 impl<'a> OpenApiFromParam<'a> for UploadId {
-    fn path_parameter(
-        _gen: &mut OpenApiGenerator,
-        name: String,
-    ) -> rocket_okapi::Result<Parameter> {
+    fn path_parameter(gen: &mut OpenApiGenerator, name: String) -> rocket_okapi::Result<Parameter> {
         let schema = SchemaObject {
             instance_type: Some(InstanceType::String.into()),
             format: Some("uuid".to_owned()),
             ..Default::default()
         };
-        Ok(parameter(
-            name,
-            "path",
-            Some("The upload's id.".to_owned()),
-            true,
-            schema,
-        ))
+        Ok(Parameter {
+            // Not a UUID.
+            extensions: errors_extension(gen, &[422]),
+            ..parameter(
+                name,
+                "path",
+                Some("The upload's id.".to_owned()),
+                true,
+                schema,
+            )
+        })
     }
 }

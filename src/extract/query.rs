@@ -13,7 +13,7 @@ use validator::Validate;
 
 use super::{field_errors, parameter};
 use crate::domain::ErrorType;
-use crate::error::{ApiError, FieldError};
+use crate::error::{errors_extension, ApiError, FieldError};
 
 /// A query-string model, with its parse errors kept for the handler:
 /// `query.into_inner()?` yields the value or the 422.
@@ -201,8 +201,15 @@ impl<'v, T: FromForm<'v> + Validate + JsonSchema> OpenApiFromForm<'v> for ValidQ
                     .metadata
                     .as_mut()
                     .and_then(|m| m.description.take());
+                // A query parameter is given or absent, never null: a
+                // `cursor=null` is the text "null" (and refused as such).
+                property.extensions.remove("nullable");
                 let required = object.required.contains(&name);
-                parameter(name, "query", description, required, property)
+                Parameter {
+                    // A query string that is not UTF-8, a broken rule.
+                    extensions: errors_extension(gen, &[400, 422]),
+                    ..parameter(name, "query", description, required, property)
+                }
             })
             .collect())
     }

@@ -14,7 +14,9 @@ use crate::config::Settings;
 use crate::db::users;
 use crate::db::{now, sessions, Db};
 use crate::domain::auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
+use crate::error::fails::{BAD_REQUEST, FORBIDDEN, UNAUTHORIZED, UNAVAILABLE};
 use crate::error::ApiError;
+use crate::error::Fails;
 use crate::extract::{LogoutQuery, OptionalJson, TokenGrant, ValidJson, ValidQuery};
 use crate::fairings::rate_limit::RateLimits;
 
@@ -36,10 +38,10 @@ pub async fn login(
     settings: &State<Settings>,
     limits: RateLimits<'_>,
     credentials: ValidJson<LoginRequest>,
-) -> Result<IssuedTokens, ApiError> {
+) -> Result<IssuedTokens, Fails<{ UNAUTHORIZED | FORBIDDEN | UNAVAILABLE }>> {
     let LoginRequest { username, password } = credentials.into_inner();
     let signed_in = sign_in(db, hasher, keys, settings, &limits, &username, &password);
-    signed_in.await.map(IssuedTokens)
+    Ok(IssuedTokens(signed_in.await?))
 }
 
 /// Exchange a refresh token for a new pair.
@@ -53,11 +55,10 @@ pub async fn refresh(
     keys: &State<TokenKeys>,
     settings: &State<Settings>,
     body: ValidJson<RefreshRequest>,
-) -> Result<IssuedTokens, ApiError> {
+) -> Result<IssuedTokens, Fails<{ UNAUTHORIZED | UNAVAILABLE }>> {
     let token = body.into_inner().refresh_token;
-    refresh_pair(db, keys, settings, &token)
-        .await
-        .map(IssuedTokens)
+    let pair = refresh_pair(db, keys, settings, &token).await?;
+    Ok(IssuedTokens(pair))
 }
 
 /// The OAuth2 token endpoint (RFC 6749), form only.
@@ -77,7 +78,7 @@ pub async fn token(
     settings: &State<Settings>,
     limits: RateLimits<'_>,
     grant: TokenGrant,
-) -> Result<IssuedTokens, ApiError> {
+) -> Result<IssuedTokens, Fails<{ BAD_REQUEST | UNAVAILABLE }>> {
     let issued = match grant {
         TokenGrant::Password { username, password } => {
             sign_in(db, hasher, keys, settings, &limits, &username, &password).await
@@ -86,7 +87,7 @@ pub async fn token(
             refresh_pair(db, keys, settings, &refresh_token).await
         }
     };
-    issued.map(IssuedTokens).map_err(ApiError::into_oauth)
+    Ok(issued.map(IssuedTokens).map_err(ApiError::into_oauth)?)
 }
 
 /// Checks a username and password (after the per-username login limit) and
@@ -180,7 +181,7 @@ pub async fn logout(
     auth: AuthUser,
     query: ValidQuery<LogoutQuery>,
     body: OptionalJson<LogoutRequest>,
-) -> Result<NoContent, ApiError> {
+) -> Result<NoContent, Fails<{ UNAUTHORIZED | UNAVAILABLE }>> {
     let all = query.into_inner()?.all.0;
     let now = now();
     let mut tx = db.begin().await?;

@@ -9,7 +9,9 @@ use schemars::JsonSchema;
 use serde::Serialize;
 
 use crate::db::Db;
+use crate::error::fails::UNAVAILABLE;
 use crate::error::ApiError;
+use crate::error::Fails;
 use crate::fairings::rate_limit::RateLimits;
 use crate::mail::worker::OutboxSignal;
 use crate::shutdown::Draining;
@@ -45,9 +47,9 @@ pub async fn ready(
     draining: &State<Draining>,
     outbox: &State<OutboxSignal>,
     limits: RateLimits<'_>,
-) -> Result<Json<HealthStatus>, ApiError> {
+) -> Result<Json<HealthStatus>, Fails<{ UNAVAILABLE }>> {
     if draining.is_set() {
-        return Err(ApiError::Unavailable("Shutting down".into()));
+        return Err(ApiError::Unavailable("Shutting down".into()).into());
     }
     let unavailable = || ApiError::Unavailable("Database unavailable".into());
     match rocket::tokio::time::timeout(READY_TIMEOUT, db.ping()).await {
@@ -65,11 +67,11 @@ pub async fn ready(
         }
         Ok(Err(err)) => {
             tracing::warn!("readiness: {err}");
-            Err(unavailable())
+            Err(unavailable().into())
         }
         Err(_) => {
             tracing::warn!("readiness: the database did not answer within {READY_TIMEOUT:?}");
-            Err(unavailable())
+            Err(unavailable().into())
         }
     }
 }

@@ -13,7 +13,9 @@ use crate::domain::auth::ChangePasswordRequest;
 use crate::domain::user::PatchMeRequest;
 use crate::domain::user::{UserResponse, UserUpdate};
 use crate::domain::Password;
+use crate::error::fails::{BAD_REQUEST, CONFLICT, UNAVAILABLE};
 use crate::error::ApiError;
+use crate::error::Fails;
 use crate::extract::ValidJson;
 use crate::fairings::rate_limit::RateLimits;
 
@@ -32,7 +34,7 @@ pub async fn patch_me(
     hasher: &State<PasswordHasher>,
     auth: AuthUser,
     body: ValidJson<PatchMeRequest>,
-) -> Result<Json<UserResponse>, ApiError> {
+) -> Result<Json<UserResponse>, Fails<{ CONFLICT | UNAVAILABLE }>> {
     let update = UserUpdate::try_from(body.into_inner())?;
     let user = apply_update(db, hasher, auth.id(), update).await?;
     Ok(Json(UserResponse::from(&user)))
@@ -50,14 +52,14 @@ pub async fn change_password(
     limits: RateLimits<'_>,
     auth: AuthUser,
     body: ValidJson<ChangePasswordRequest>,
-) -> Result<NoContent, ApiError> {
+) -> Result<NoContent, Fails<{ BAD_REQUEST | UNAVAILABLE }>> {
     let body = body.into_inner();
     limits.check_password_attempt(auth.id()).await?;
     if !hasher
         .verify(&body.current_password, &auth.user.password_hash)
         .await?
     {
-        return Err(ApiError::BadRequest("Current password is incorrect".into()));
+        return Err(ApiError::BadRequest("Current password is incorrect".into()).into());
     }
     limits.password_confirmed(auth.id()).await;
     let update = UserUpdate {

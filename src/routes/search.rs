@@ -11,7 +11,8 @@ use crate::auth::AuthConn;
 use crate::db::users;
 use crate::domain::user::UserResponse;
 use crate::domain::Invalid;
-use crate::error::ApiError;
+use crate::error::fails::{UNAUTHORIZED, UNAVAILABLE};
+use crate::error::Fails;
 use crate::extract::ValidQuery;
 
 /// The longest search text, after trimming.
@@ -82,7 +83,7 @@ pub struct SearchQuery {
 pub async fn search_users(
     auth: AuthConn,
     search: ValidQuery<SearchQuery>,
-) -> Result<Json<Vec<UserResponse>>, ApiError> {
+) -> Result<Json<Vec<UserResponse>>, Fails<{ UNAUTHORIZED | UNAVAILABLE }>> {
     let (mut auth, search) = auth.parsed(search.into_inner()).await?;
     let needle = trimmed(&search.query).to_lowercase();
     let (conn, token) = auth.parts();

@@ -12,7 +12,9 @@ use crate::config::Settings;
 use crate::db::uploads::{self, UploadRecord};
 use crate::db::{now, users, Db};
 use crate::domain::upload::UploadResponse;
+use crate::error::fails::{NOT_FOUND, UNAVAILABLE};
 use crate::error::ApiError;
+use crate::error::Fails;
 use crate::extract::{MultipartBody, Paging, UploadId, ValidQuery};
 use crate::uploads::receive::{receive, Bounds};
 use crate::uploads::{safe_filename, Download, Storage};
@@ -43,7 +45,7 @@ pub async fn create_upload(
     storage: &State<Storage>,
     auth: AuthUser,
     body: MultipartBody<'_>,
-) -> Result<Created<Json<UploadResponse>>, ApiError> {
+) -> Result<Created<Json<UploadResponse>>, Fails<{ UNAVAILABLE }>> {
     let limits = &settings.upload;
     let used = {
         let mut conn = db.acquire().await?;
@@ -51,7 +53,7 @@ pub async fn create_upload(
     };
     let room = limits.quota_bytes.saturating_sub(used);
     if room == 0 {
-        return Err(ApiError::PayloadTooLarge("Upload quota exceeded".into()));
+        return Err(ApiError::PayloadTooLarge("Upload quota exceeded".into()).into());
     }
     let bounds = Bounds {
         max_bytes: limits.max_bytes,
@@ -90,7 +92,7 @@ pub async fn create_upload(
     .await;
     if let Err(err) = committed {
         storage.remove(&record.id).await;
-        return Err(err);
+        return Err(err.into());
     }
     Ok(Created::new(format!("/api/v1/uploads/{}", record.id))
         .body(Json(UploadResponse::from(&record))))
@@ -102,7 +104,7 @@ pub async fn create_upload(
 pub async fn list_uploads(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
-) -> Result<Json<Vec<UploadResponse>>, ApiError> {
+) -> Result<Json<Vec<UploadResponse>>, Fails<{ UNAVAILABLE }>> {
     let (mut auth, paging) = auth.parsed(paging.into_inner()).await?;
     let (conn, token) = auth.parts();
     let list = uploads::list_for_owner(conn, &token, paging.skip, paging.limit).await?;
@@ -127,7 +129,7 @@ pub async fn get_upload(
     db: &State<Db>,
     auth: AuthUser,
     id: UploadId,
-) -> Result<Json<UploadResponse>, ApiError> {
+) -> Result<Json<UploadResponse>, Fails<{ NOT_FOUND | UNAVAILABLE }>> {
     let upload = visible(db, &auth, &id.get()?).await?;
     Ok(Json(UploadResponse::from(&upload)))
 }
@@ -140,7 +142,7 @@ pub async fn get_upload_content(
     storage: &State<Storage>,
     auth: AuthUser,
     id: UploadId,
-) -> Result<Download, ApiError> {
+) -> Result<Download, Fails<{ NOT_FOUND | UNAVAILABLE }>> {
     let upload = visible(db, &auth, &id.get()?).await?;
     let uuid =
         uuid::Uuid::try_parse(&upload.id).map_err(ApiError::internal("reading an upload's id"))?;
@@ -148,9 +150,9 @@ pub async fn get_upload_content(
         Ok(file) => file,
         Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
             tracing::error!("upload {} has a row but no file", upload.id);
-            return Err(ApiError::NotFound("Upload not found".into()));
+            return Err(ApiError::NotFound("Upload not found".into()).into());
         }
-        Err(err) => return Err(ApiError::internal("opening an upload's file")(err)),
+        Err(err) => return Err(ApiError::internal("opening an upload's file")(err).into()),
     };
     Ok(Download { file, upload })
 }
@@ -163,7 +165,7 @@ pub async fn delete_upload(
     storage: &State<Storage>,
     auth: AuthUser,
     id: UploadId,
-) -> Result<NoContent, ApiError> {
+) -> Result<NoContent, Fails<{ NOT_FOUND | UNAVAILABLE }>> {
     let upload = visible(db, &auth, &id.get()?).await?;
     // The row goes first: a crash between leaves an orphan file that
     // start-up removes.

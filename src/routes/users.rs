@@ -14,7 +14,9 @@ use crate::domain::user::{
     CreateUserRequest, NewUser, PatchUserRequest, ReplaceUserRequest, UserResponse, UserUpdate,
 };
 use crate::domain::{Age, Role};
+use crate::error::fails::{CONFLICT, FORBIDDEN, NOT_FOUND, UNAUTHORIZED, UNAVAILABLE};
 use crate::error::ApiError;
+use crate::error::Fails;
 use crate::extract::{Id, Paging, ValidJson, ValidQuery};
 use crate::mail::worker::OutboxSignal;
 use crate::mail::{WelcomeEmail, WELCOME_EMAIL};
@@ -62,7 +64,7 @@ pub async fn create_user(
     hasher: &State<PasswordHasher>,
     outbox_signal: &State<OutboxSignal>,
     body: ValidJson<CreateUserRequest>,
-) -> Result<Created<Json<UserResponse>>, ApiError> {
+) -> Result<Created<Json<UserResponse>>, Fails<{ CONFLICT | UNAVAILABLE }>> {
     let new = NewUser::try_from(body.into_inner())?;
     // Hash before taking a connection: bcrypt is slow and the pool is small.
     let password_hash = hasher.hash(&new.password).await?;
@@ -101,7 +103,7 @@ pub async fn create_user(
 pub async fn list_users(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
-) -> Result<Json<Vec<UserResponse>>, ApiError> {
+) -> Result<Json<Vec<UserResponse>>, Fails<{ UNAUTHORIZED | UNAVAILABLE }>> {
     let (mut auth, paging) = auth.parsed(paging.into_inner()).await?;
     let (conn, token) = auth.parts();
     let page = users::list_if_token(conn, &token, paging.skip, paging.limit).await?;
@@ -112,11 +114,14 @@ pub async fn list_users(
 /// Get one user. Inactive users are visible to admins only.
 #[openapi(tag = "Users")]
 #[get("/users/<user_id>")]
-pub async fn get_user(auth: AuthConn, user_id: Id) -> Result<Json<UserResponse>, ApiError> {
+pub async fn get_user(
+    auth: AuthConn,
+    user_id: Id,
+) -> Result<Json<UserResponse>, Fails<{ UNAUTHORIZED | NOT_FOUND | UNAVAILABLE }>> {
     let (auth, id) = auth.parsed(user_id.get()).await?;
     match auth.visible_user(id).await? {
         Some(user) => Ok(Json(UserResponse::from(&user))),
-        None => Err(ApiError::user_not_found()),
+        None => Err(ApiError::user_not_found().into()),
     }
 }
 
@@ -130,7 +135,7 @@ pub async fn replace_user(
     auth: AuthUser,
     user_id: Id,
     body: ValidJson<ReplaceUserRequest>,
-) -> Result<Json<UserResponse>, ApiError> {
+) -> Result<Json<UserResponse>, Fails<{ FORBIDDEN | NOT_FOUND | CONFLICT | UNAVAILABLE }>> {
     let id = user_id.get()?;
     auth.ensure_self_or_admin(id)?;
     let update = UserUpdate::try_from(body.into_inner())?;
@@ -149,14 +154,15 @@ pub async fn patch_user(
     auth: AuthUser,
     user_id: Id,
     body: ValidJson<PatchUserRequest>,
-) -> Result<Json<UserResponse>, ApiError> {
+) -> Result<Json<UserResponse>, Fails<{ FORBIDDEN | NOT_FOUND | CONFLICT | UNAVAILABLE }>> {
     let id = user_id.get()?;
     auth.ensure_self_or_admin(id)?;
     let update = UserUpdate::try_from(body.into_inner())?;
     if update.needs_admin() && !auth.is_admin() {
         return Err(ApiError::Forbidden(
             "Only an admin may change role, is_active or password".into(),
-        ));
+        )
+        .into());
     }
     let user = apply_update(db, hasher, id, update).await?;
     Ok(Json(UserResponse::from(&user)))
@@ -173,7 +179,7 @@ pub async fn delete_user(
     storage: &State<Storage>,
     auth: AuthUser,
     user_id: Id,
-) -> Result<NoContent, ApiError> {
+) -> Result<NoContent, Fails<{ FORBIDDEN | NOT_FOUND | CONFLICT | UNAVAILABLE }>> {
     let id = user_id.get()?;
     auth.ensure_self_or_admin(id)?;
     let mut tx = db.begin().await?;

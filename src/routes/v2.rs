@@ -11,31 +11,31 @@ use crate::db::users;
 use crate::domain::user::UserResponse;
 use crate::domain::ErrorType;
 use crate::domain::Invalid;
+use crate::error::fails::{FORBIDDEN, UNAUTHORIZED, UNAVAILABLE};
 use crate::error::ApiError;
+use crate::error::Fails;
 use crate::extract::{default_limit, Flag, ValidQuery, DEFAULT_LIMIT};
 
-/// A cursor is the last id of a page in base 36: short, opaque to clients,
-/// and every string of the documented pattern names a position.
+/// A cursor is the last id of a page in base 36, eleven digits wide (the
+/// widest id, 2^53 - 1, takes eleven): opaque to clients, every string of
+/// the documented pattern names a position, and what a careless client sends
+/// for a missing one (`null`, `undefined`, an empty string) is refused.
 const CURSOR_RADIX: u32 = 36;
+const CURSOR_WIDTH: usize = 11;
 
 fn encode_cursor(id: i64) -> String {
     let mut n = id.max(0) as u64;
-    let mut digits = Vec::new();
-    loop {
-        digits.push(
-            std::char::from_digit((n % CURSOR_RADIX as u64) as u32, CURSOR_RADIX).unwrap_or('0'),
-        );
+    let mut digits = vec!['0'; CURSOR_WIDTH];
+    for digit in digits.iter_mut().rev() {
+        *digit =
+            std::char::from_digit((n % CURSOR_RADIX as u64) as u32, CURSOR_RADIX).unwrap_or('0');
         n /= CURSOR_RADIX as u64;
-        if n == 0 {
-            break;
-        }
     }
-    digits.iter().rev().collect()
+    digits.into_iter().collect()
 }
 
 fn decode_cursor(cursor: &str) -> Option<i64> {
-    if cursor.is_empty()
-        || cursor.len() > 11
+    if cursor.len() != CURSOR_WIDTH
         || !cursor
             .bytes()
             .all(|b| b.is_ascii_digit() || b.is_ascii_lowercase())
@@ -70,7 +70,7 @@ pub struct V2Query {
     pub limit: i64,
     /// Where to continue: the `next_cursor` of the previous page.
     #[validate(custom(function = "valid_cursor"))]
-    #[schemars(regex(pattern = r"^[0-9a-z]{1,11}$"))]
+    #[schemars(regex(pattern = r"^[0-9a-z]{11}$"))]
     pub cursor: Option<String>,
 }
 
@@ -93,13 +93,11 @@ pub struct UserPage {
 pub async fn list_users(
     auth: AuthConn,
     query: ValidQuery<V2Query>,
-) -> Result<Json<UserPage>, ApiError> {
+) -> Result<Json<UserPage>, Fails<{ UNAUTHORIZED | FORBIDDEN | UNAVAILABLE }>> {
     let (mut auth, query) = auth.parsed(query.into_inner()).await?;
     // Only an admin may list inactive users: that needs the check first.
     if query.include_inactive.0 && !auth.user().await?.is_admin() {
-        return Err(ApiError::Forbidden(
-            "Only an admin may list inactive users".into(),
-        ));
+        return Err(ApiError::Forbidden("Only an admin may list inactive users".into()).into());
     }
     let after = query.cursor.as_deref().and_then(decode_cursor).unwrap_or(0);
     // One row more than asked tells whether another page exists.
@@ -136,7 +134,19 @@ mod tests {
         for id in [0, 1, 35, 36, 12345, (1 << 53) - 1] {
             assert_eq!(decode_cursor(&encode_cursor(id)), Some(id));
         }
-        for bad in ["", "A", "-1", "zzzzzzzzzzzz", "12 3", "%"] {
+        assert_eq!(encode_cursor(1), "00000000001");
+        assert_eq!(encode_cursor((1 << 53) - 1), "2gosa7pa2gv");
+        for bad in [
+            "",
+            "A",
+            "1",
+            "-1",
+            "zzzzzzzzzzzz",
+            "12 3",
+            "%",
+            "null",
+            "undefined",
+        ] {
             assert_eq!(decode_cursor(bad), None, "{bad:?}");
         }
         assert!(

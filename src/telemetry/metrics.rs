@@ -221,6 +221,13 @@ impl<'r> OpenApiFromRequest<'r> for Reader {
     ) -> rocket_okapi::Result<RequestHeaderInput> {
         Ok(RequestHeaderInput::None)
     }
+
+    /// A client outside `metrics.allow` finds nothing here.
+    fn get_responses(
+        gen: &mut OpenApiGenerator,
+    ) -> rocket_okapi::Result<rocket_okapi::okapi::openapi3::Responses> {
+        Ok(crate::error::error_responses(gen, &[404]))
+    }
 }
 
 /// Prometheus's text exposition format.

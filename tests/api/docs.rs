@@ -13,6 +13,7 @@ fn is_documentation_or_internal(path: &str) -> bool {
         || path.starts_with("/rapidoc")
         || path.ends_with("/openapi.json")
         || path.starts_with("/__roster")
+        || path == "/favicon.ico"
 }
 
 /// `/api/v1/users/<user_id>` as OpenAPI writes it: `/api/v1/users/{user_id}`.
@@ -70,13 +71,17 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
                 | ("post", "/api/v1/auth/refresh")
         ) || path.starts_with("/health")
             || path == "/metrics";
-        if path != "/health/live" {
-            for code in ["422", "500", "503"] {
-                assert!(
-                    responses.contains_key(code),
-                    "{method} {path}: {code} undocumented"
-                );
-            }
+        // Refused before routing, whatever the route: a query that is not
+        // UTF-8, headers over 32 KiB; under /api, the rate limits.
+        let mut everywhere = vec!["400", "431"];
+        if path.starts_with("/api/") {
+            everywhere.push("429");
+        }
+        for code in everywhere {
+            assert!(
+                responses.contains_key(code),
+                "{method} {path}: {code} undocumented"
+            );
         }
         for (code, response) in responses {
             let headers = &response["headers"];
@@ -117,13 +122,14 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
                 security.iter().any(|s| s.get("bearerAuth").is_some()),
                 "{method} {path}"
             );
-            assert!(
-                responses.contains_key("401") && responses.contains_key("403"),
-                "{method} {path}"
-            );
+            assert!(responses.contains_key("401"), "{method} {path}");
         }
     }
     for (version, doc) in &documents {
+        assert!(
+            !doc.to_string().contains("x-roster-errors"),
+            "{version}: the extractors' errors are moved into the responses"
+        );
         assert_eq!(doc["servers"][0]["url"], "/", "{version}");
         assert!(
             !doc.to_string().contains("\"default\":null"),
@@ -141,6 +147,80 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
             assert!(info.get(key).is_some(), "{version}: info.{key}");
         }
     }
+}
+
+/// Each operation lists the errors it can answer: those of its guards (a
+/// bearer token: 401, 503), its extractors (a JSON body: 400, 408, 413,
+/// 415, 422; a path id or a query: 422), its handler (`Fails`), and the
+/// refusals before routing; and no other.
+#[rocket::async_test]
+async fn each_operation_lists_the_errors_it_can_answer() {
+    let app = TestApp::spawn().await;
+    let v1 = app.get("/api/v1/openapi.json").await.body;
+    let v2 = app.get("/api/v2/openapi.json").await.body;
+    let cases: [(&Value, &str, &str, &[u16]); 7] = [
+        (&v1, "/health/live", "get", &[400, 431]),
+        (&v1, "/health/ready", "get", &[400, 431, 500, 503]),
+        (
+            &v1,
+            "/api/v1/users/me",
+            "get",
+            &[400, 401, 429, 431, 500, 503],
+        ),
+        (
+            &v1,
+            "/api/v1/auth/token",
+            "post",
+            &[400, 408, 413, 429, 431, 500, 503],
+        ),
+        (
+            &v1,
+            "/api/v1/users/{user_id}",
+            "patch",
+            &[
+                400, 401, 403, 404, 408, 409, 413, 415, 422, 429, 431, 500, 503,
+            ],
+        ),
+        (
+            &v1,
+            "/api/v1/uploads/{id}/content",
+            "get",
+            &[400, 401, 404, 422, 429, 431, 500, 503],
+        ),
+        (
+            &v2,
+            "/api/v2/users",
+            "get",
+            &[400, 401, 403, 422, 429, 431, 500, 503],
+        ),
+    ];
+    for (doc, path, method, expected) in cases {
+        let responses = doc["paths"][path][method]["responses"]
+            .as_object()
+            .unwrap_or_else(|| panic!("{method} {path} undocumented"));
+        let errors: Vec<u16> = responses
+            .keys()
+            .filter_map(|code| code.parse().ok())
+            .filter(|&code| code >= 400)
+            .collect();
+        assert_eq!(errors, expected, "{method} {path}");
+        for code in expected {
+            let schema = &responses[&code.to_string()]["content"]["application/json"]["schema"];
+            let body = match code {
+                422 => "#/components/schemas/ValidationErrorBody",
+                _ => "#/components/schemas/ErrorBody",
+            };
+            assert_eq!(schema["$ref"], body, "{method} {path} {code}");
+        }
+    }
+    let cursor = v2["paths"]["/api/v2/users"]["get"]["parameters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|p| p["name"] == "cursor")
+        .unwrap();
+    assert_eq!(cursor["schema"]["pattern"], "^[0-9a-z]{11}$");
+    assert!(cursor["schema"].get("nullable").is_none(), "{cursor}");
 }
 
 #[rocket::async_test]
@@ -181,12 +261,42 @@ async fn each_document_covers_its_own_version_and_the_pages_are_served() {
         );
     }
     let swagger = app.get("/docs/swagger-ui-config.json").await;
-    assert!(
-        swagger.text.contains("/api/v1/openapi.json")
-            && swagger.text.contains("/api/v2/openapi.json"),
-        "{}",
-        swagger.text
+    let urls: Vec<&str> = swagger.body["urls"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|u| u["url"].as_str())
+        .collect();
+    assert_eq!(urls, ["/api/v1/openapi.json", "/api/v2/openapi.json"]);
+    assert_eq!(
+        swagger.body["persistAuthorization"], true,
+        "the authorization survives a version switch"
     );
+    let rapidoc = app.get("/rapidoc/index.html").await.text;
+    for needle in [
+        r#"{"name":"v1","url":"/api/v1/openapi.json"}"#,
+        r#"{"name":"v2","url":"/api/v2/openapi.json"}"#,
+        r#"load-fonts="false""#,
+        r#"persist-auth="true""#,
+    ] {
+        assert!(rapidoc.contains(needle), "RapiDoc's page lacks {needle}");
+    }
+    for icon in [
+        "/docs/favicon-16x16.png",
+        "/docs/favicon-32x32.png",
+        "/rapidoc/favicon-32x32.png",
+        "/favicon.ico",
+    ] {
+        let reply = app.client.get(icon).dispatch().await;
+        assert_eq!(reply.status(), Status::Ok, "{icon}");
+        assert_eq!(
+            reply.content_type(),
+            Some(rocket::http::ContentType::PNG),
+            "{icon}"
+        );
+        let bytes = reply.into_bytes().await.unwrap_or_default();
+        assert!(bytes.starts_with(b"\x89PNG"), "{icon}");
+    }
 }
 
 /// ARCHITECTURE.md names files: each must exist, so that the page stays

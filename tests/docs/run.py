@@ -6,8 +6,10 @@
    real token; any finding fails.
 3. Headless Chromium opens Swagger UI at /docs, sees the operations grouped
    by tag, authorizes with a bearer token and runs "Try it out" on
-   GET /api/v1/users/me, which must answer 200. Screenshots go to the
-   artifacts directory.
+   GET /api/v1/users/me, which must answer 200; switches to v2 and, still
+   signed in, runs GET /api/v2/users; opens RapiDoc and switches it to v2.
+   Any request to another host, or any that fails (a favicon, say), fails
+   the run. Screenshots go to the artifacts directory.
 
 Usage: run.py --binary target/debug/roster --artifacts artifacts [--database-url URL]
 """
@@ -129,7 +131,21 @@ def run_schemathesis(server, binary, database_url, artifacts, max_examples):
     return not failed
 
 
+def try_it_out(page, method, path):
+    """Runs "Try it out" on one operation of the Swagger UI page and returns
+    the status it shows."""
+    block = page.locator(f".opblock-{method}", has=page.locator(f'[data-path="{path}"]'))
+    block.locator(".opblock-summary").click()
+    block.locator("button.try-out__btn").click()
+    block.locator("button.execute").click()
+    status = block.locator(".live-responses-table tbody .response-col_status").first
+    status.wait_for(timeout=30000)
+    return block, status.inner_text().strip()
+
+
 def browser_check(server, artifacts):
+    from urllib.parse import urlsplit
+
     from playwright.sync_api import sync_playwright
 
     reply = requests.post(
@@ -139,13 +155,21 @@ def browser_check(server, artifacts):
     )
     reply.raise_for_status()
     token = reply.json()["access_token"]
+    origin = urlsplit(server.base).netloc
+    elsewhere, failed = [], []
     with sync_playwright() as p:
         # Playwright gives the browser a new, empty profile of its own.
         browser = p.chromium.launch(
             executable_path=os.environ.get("CHROMIUM", "/usr/bin/chromium"),
             args=CHROMIUM_FLAGS,
         )
-        page = browser.new_page(viewport={"width": 1280, "height": 1600})
+        context = browser.new_context(viewport={"width": 1280, "height": 1600})
+        # Every asset either page loads must come from Roster itself, and
+        # none may fail (favicons included).
+        context.on("request", lambda r: urlsplit(r.url).scheme in ("http", "https")
+                   and urlsplit(r.url).netloc != origin and elsewhere.append(r.url))
+        context.on("response", lambda r: r.status >= 400 and failed.append(f"{r.status} {r.url}"))
+        page = context.new_page()
         page.goto(f"{server.base}/docs/", wait_until="networkidle")
         page.wait_for_selector(".opblock", timeout=30000)
         tags = [t.strip() for t in page.locator(".opblock-tag").all_inner_texts()]
@@ -162,21 +186,43 @@ def browser_check(server, artifacts):
         bearer.locator("button.authorize").click()
         page.click("button.btn-done")
 
-        block = page.locator(".opblock-get", has=page.locator('[data-path="/api/v1/users/me"]'))
-        block.locator(".opblock-summary").click()
-        block.locator("button.try-out__btn").click()
-        block.locator("button.execute").click()
-        status = block.locator(".live-responses-table tbody .response-col_status").first
-        status.wait_for(timeout=30000)
-        code = status.inner_text().strip()
+        _, code = try_it_out(page, "get", "/api/v1/users/me")
         page.screenshot(path=str(artifacts / "docs-try-it-out.png"), full_page=True)
         assert code == "200", f"Try it out on GET /api/v1/users/me answered {code}"
         print("Try it out: GET /api/v1/users/me answered 200")
 
+        # The version switch keeps the authorization (persistAuthorization).
+        page.select_option(".topbar select", label="v2")
+        page.wait_for_selector('.opblock [data-path="/api/v2/users"]', timeout=30000)
+        page.wait_for_load_state("networkidle")
+        signed_in = page.locator("button.authorize.locked").count() > 0
+        block, code = try_it_out(page, "get", "/api/v2/users")
+        page.screenshot(path=str(artifacts / "docs-v2-try-it-out.png"), full_page=True)
+        page.evaluate("window.scrollTo(0, 0)")
+        page.screenshot(path=str(artifacts / "docs-v2-signed-in.png"))
+        assert signed_in, "Swagger UI shows no authorization after switching to v2"
+        assert code == "200", f"Try it out on GET /api/v2/users after the switch answered {code}"
+        print("Swagger UI: switched to v2 still signed in; GET /api/v2/users answered 200")
+
         page.goto(f"{server.base}/rapidoc/", wait_until="networkidle")
         page.wait_for_selector("rapi-doc", state="attached", timeout=30000)
         page.screenshot(path=str(artifacts / "rapidoc.png"))
+        page.select_option("#version", label="v2")
+        page.wait_for_function(
+            """() => {
+                const doc = document.querySelector('rapi-doc');
+                return doc.getAttribute('spec-url') === '/api/v2/openapi.json'
+                    && doc.shadowRoot && doc.shadowRoot.innerHTML.includes('/api/v2/users');
+            }""",
+            timeout=30000,
+        )
+        page.wait_for_load_state("networkidle")
+        page.screenshot(path=str(artifacts / "rapidoc-v2.png"))
+        print("RapiDoc: switched to v2")
         browser.close()
+    assert not elsewhere, f"the docs pages asked other hosts for: {sorted(set(elsewhere))}"
+    assert not failed, f"the docs pages met failed requests: {failed}"
+    print("docs pages: every request went to Roster, and none failed")
 
 
 def main():

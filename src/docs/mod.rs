@@ -3,8 +3,7 @@
 use rocket::{Build, Rocket, Route};
 use std::sync::Arc;
 
-use rocket::http::Method;
-use rocket::response::content::RawJson;
+use rocket::http::{ContentType, Method};
 use rocket::route::{Handler, Outcome};
 use rocket::{Data, Request};
 use rocket_okapi::okapi::merge::marge_spec_list;
@@ -20,6 +19,7 @@ use rocket_okapi::settings::{OpenApiSettings, UrlObject};
 use rocket_okapi::swagger_ui::{make_swagger_ui, SwaggerUIConfig};
 
 use crate::auth::guards::BEARER_SCHEME;
+use crate::error::{error_meaning, ERRORS_EXTENSION};
 
 pub const JSON_PATH: &str = "/openapi.json";
 
@@ -157,7 +157,7 @@ pub fn json_route(spec: OpenApi) -> Route {
     let mut json = serde_json::to_value(&spec).expect("an OpenAPI document serializes");
     finish(&mut json);
     let json = serde_json::to_string(&json).expect("an OpenAPI document serializes");
-    Route::new(Method::Get, JSON_PATH, SpecHandler(Arc::from(json)))
+    Fixed::route(JSON_PATH, ContentType::JSON, json.into_bytes())
 }
 
 /// What generators and linters expect and okapi does not write: the
@@ -182,6 +182,7 @@ fn finish(doc: &mut serde_json::Value) {
                 operation
                     .entry("security")
                     .or_insert_with(|| Value::Array(Vec::new()));
+                collect_errors(operation, path.starts_with("/api/"));
                 let Some(responses) = operation
                     .get_mut("responses")
                     .and_then(Value::as_object_mut)
@@ -251,6 +252,54 @@ fn finish(doc: &mut serde_json::Value) {
     drop_null_defaults(doc);
 }
 
+/// Moves the error responses that the operation's body and parameters
+/// carry (`ERRORS_EXTENSION`) into its responses, adds those of the
+/// fairings that refuse requests before routing, and orders the responses
+/// by status.
+fn collect_errors(operation: &mut serde_json::Map<String, serde_json::Value>, limited: bool) {
+    use serde_json::{json, Value};
+    let mut found: Vec<(String, Value)> = Vec::new();
+    let mut take = |holder: Option<&mut Value>| {
+        let Some(Value::Object(holder)) = holder else {
+            return;
+        };
+        if let Some(Value::Object(errors)) = holder.remove(ERRORS_EXTENSION) {
+            found.extend(errors);
+        }
+    };
+    take(operation.get_mut("requestBody"));
+    if let Some(Value::Array(parameters)) = operation.get_mut("parameters") {
+        parameters.iter_mut().for_each(|p| take(Some(p)));
+    }
+    // Refused before routing, whatever the operation: a query string that
+    // is not UTF-8 (400), header fields over 32 KiB (431); under `/api`,
+    // the rate limits (429).
+    let refusals: &[u16] = if limited {
+        &[400, 429, 431]
+    } else {
+        &[400, 431]
+    };
+    for &code in refusals {
+        let body = json!({"$ref": "#/components/schemas/ErrorBody"});
+        found.push((
+            code.to_string(),
+            json!({
+                "description": error_meaning(code),
+                "content": {"application/json": {"schema": body}},
+            }),
+        ));
+    }
+    let Some(Value::Object(responses)) = operation.get_mut("responses") else {
+        return;
+    };
+    for (code, response) in found {
+        responses.entry(code).or_insert(response);
+    }
+    let mut sorted: Vec<(String, Value)> = std::mem::take(responses).into_iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(&b.0));
+    responses.extend(sorted);
+}
+
 fn drop_null_defaults(value: &mut serde_json::Value) {
     match value {
         serde_json::Value::Object(map) => {
@@ -264,42 +313,96 @@ fn drop_null_defaults(value: &mut serde_json::Value) {
     }
 }
 
+/// A fixed body of one content type, served as it is.
 #[derive(Clone)]
-struct SpecHandler(Arc<str>);
+struct Fixed {
+    content_type: ContentType,
+    body: Arc<[u8]>,
+}
 
-#[rocket::async_trait]
-impl Handler for SpecHandler {
-    async fn handle<'r>(&self, req: &'r Request<'_>, _: Data<'r>) -> Outcome<'r> {
-        Outcome::from(req, RawJson(self.0.to_string()))
+impl Fixed {
+    fn route(path: &str, content_type: ContentType, body: impl Into<Arc<[u8]>>) -> Route {
+        let handler = Fixed {
+            content_type,
+            body: body.into(),
+        };
+        Route::new(Method::Get, path, handler)
     }
 }
 
-/// Swagger UI at `/docs`, which switches between the API versions, and
-/// RapiDoc at `/rapidoc`, which shows the first (rocket_okapi's page takes
-/// one document).
+#[rocket::async_trait]
+impl Handler for Fixed {
+    async fn handle<'r>(&self, req: &'r Request<'_>, _: Data<'r>) -> Outcome<'r> {
+        Outcome::from(req, (self.content_type.clone(), self.body.to_vec()))
+    }
+}
+
+const FAVICON_16: &[u8] = include_bytes!("favicon-16x16.png");
+const FAVICON_32: &[u8] = include_bytes!("favicon-32x32.png");
+
+/// The icons the pages link to (Swagger UI's page names these two).
+fn favicons() -> [Route; 2] {
+    [
+        Fixed::route("/favicon-16x16.png", ContentType::PNG, FAVICON_16),
+        Fixed::route("/favicon-32x32.png", ContentType::PNG, FAVICON_32),
+    ]
+}
+
+/// `/favicon.ico`, which browsers ask for on any page of the origin.
+pub fn root_favicon() -> Route {
+    Fixed::route("/favicon.ico", ContentType::PNG, FAVICON_32)
+}
+
+/// RapiDoc's page: a version picker over the documents, and nothing loaded
+/// from another host (`load-fonts="false"`: the system's fonts).
+const RAPIDOC_HTML: &str = include_str!("rapidoc.html");
+
+/// Swagger UI at `/docs` and RapiDoc at `/rapidoc`, each switching between
+/// the API versions, with every asset served by Roster itself. Swagger UI
+/// keeps an authorization in the browser's local storage
+/// (`persistAuthorization`) and restores it whenever a document loads, so
+/// switching versions keeps one signed in; so does RapiDoc (`persist-auth`).
 pub fn mount_pages(rocket: Rocket<Build>, versions: &[(&str, &str)]) -> Rocket<Build> {
     let urls: Vec<UrlObject> = versions
         .iter()
         .map(|(name, url)| UrlObject::new(name, url))
         .collect();
+    let swagger = SwaggerUIConfig {
+        urls: urls.clone(),
+        ..SwaggerUIConfig::default()
+    };
+    let mut config = serde_json::to_value(&swagger).expect("the Swagger UI config serializes");
+    config["persistAuthorization"] = true.into();
+    let config = serde_json::to_vec(&config).expect("the Swagger UI config serializes");
+    let swagger_routes: Vec<Route> = make_swagger_ui(&swagger)
+        .into()
+        .into_iter()
+        .filter(|route| route.uri.path() != "/swagger-ui-config.json")
+        .chain([Fixed::route(
+            "/swagger-ui-config.json",
+            ContentType::JSON,
+            config,
+        )])
+        .chain(favicons())
+        .collect();
+    let rapidoc = RapiDocConfig {
+        title: Some("Roster API | RapiDoc".to_owned()),
+        custom_html: Some(RAPIDOC_HTML.to_owned()),
+        general: GeneralConfig {
+            spec_urls: urls,
+            ..GeneralConfig::default()
+        },
+        ..RapiDocConfig::default()
+    };
+    let rapidoc_routes: Vec<Route> = make_rapidoc(&rapidoc)
+        .into()
+        .into_iter()
+        .chain(favicons())
+        .collect();
     rocket
-        .mount(
-            "/docs",
-            make_swagger_ui(&SwaggerUIConfig {
-                urls: urls.clone(),
-                ..SwaggerUIConfig::default()
-            }),
-        )
-        .mount(
-            "/rapidoc",
-            make_rapidoc(&RapiDocConfig {
-                general: GeneralConfig {
-                    spec_urls: urls,
-                    ..GeneralConfig::default()
-                },
-                ..RapiDocConfig::default()
-            }),
-        )
+        .mount("/docs", swagger_routes)
+        .mount("/rapidoc", rapidoc_routes)
+        .mount("/", vec![root_favicon()])
 }
 
 /// The body of `POST /api/v1/uploads`: `multipart/form-data` with one

@@ -82,6 +82,54 @@ ensure_python_tools() {
     printf '%s\n' "$venv/bin/python"
 }
 
+# Prints the Python of a second virtualenv outside the clone, holding
+# tests/clients/requirements.txt (the Python client generator), kept apart
+# from the one above so that their dependencies never clash; reinstalled
+# only when that file changes.
+ensure_client_python_tools() {
+    local venv=$ROSTER_CACHE/clients-venv
+    local requirements=tests/clients/requirements.txt
+    local stamp="$venv/.requirements.sha256"
+    local want; want=$(sha256sum "$requirements" | cut -d' ' -f1)
+    if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing the client generators (Python) into $venv"
+        python3 -m venv "$venv" >&2
+        "$venv/bin/pip" install -q --upgrade pip >&2
+        "$venv/bin/pip" install -q -r "$requirements" >&2
+        printf '%s\n' "$want" > "$stamp"
+    fi
+    printf '%s\n' "$venv/bin/python"
+}
+
+# Prints a directory outside the clone where `npm ci` installed
+# tests/clients/package-lock.json (the TypeScript client generator, its
+# fetch client, the compiler and Redocly's linter); reinstalled only when
+# the lock file changes.
+ensure_client_node_tools() {
+    if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+        apt_install nodejs npm
+    fi
+    # Redocly's CLI 2 needs Node.js 20 or later (Debian 12's own is 18).
+    local major; major=$(node -p 'process.versions.node.split(".")[0]')
+    if [ "$major" -lt 20 ]; then
+        say "Node.js $(node --version) is too old for the client tests: install Node.js 20 or later"
+        return 1
+    fi
+    local dir=$ROSTER_CACHE/clients-node
+    local lock=tests/clients/package-lock.json
+    local stamp="$dir/.package-lock.sha256"
+    local want; want=$(sha256sum "$lock" | cut -d' ' -f1)
+    if [ ! -d "$dir/node_modules" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
+        say "installing the client generators (npm) into $dir"
+        rm -rf "$dir"
+        mkdir -p "$dir"
+        cp tests/clients/package.json "$lock" "$dir/"
+        (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error) >&2
+        printf '%s\n' "$want" > "$stamp"
+    fi
+    printf '%s\n' "$dir"
+}
+
 # nginx, which the fault tests run in front of Roster with
 # deploy/nginx.conf (a private instance on a free port; the package's
 # own service is never started or used).

@@ -26,6 +26,12 @@ pub struct LoginRequest {
 /// (`username`, `password`; what Swagger's Authorize button sends) or the
 /// refresh grant (`refresh_token`). `scope`, `client_id` and
 /// `client_secret` are accepted and ignored.
+/// The token form's bounds, in bytes, whatever the grant (the schema's
+/// `maxLength`s; a test keeps them equal).
+pub const MAX_USERNAME: usize = 256;
+pub const MAX_PASSWORD: usize = 1024;
+pub const MAX_REFRESH_TOKEN: usize = 256;
+
 #[derive(Debug, FromForm, JsonSchema)]
 pub struct TokenForm {
     /// `password` or `refresh_token`.
@@ -98,4 +104,21 @@ pub struct ChangePasswordRequest {
     #[validate(custom(function = "valid_password"))]
     #[schemars(with = "Password")]
     pub new_password: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_token_forms_schema_states_the_bounds_the_endpoint_enforces() {
+        let schema = serde_json::to_value(schemars::schema_for!(TokenForm)).unwrap();
+        for (field, max) in [
+            ("username", MAX_USERNAME),
+            ("password", MAX_PASSWORD),
+            ("refresh_token", MAX_REFRESH_TOKEN),
+        ] {
+            assert_eq!(schema["properties"][field]["maxLength"], max, "{field}");
+        }
+    }
 }

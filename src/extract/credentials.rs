@@ -11,7 +11,7 @@ use rocket_okapi::okapi::openapi3::{MediaType, RequestBody};
 use rocket_okapi::request::OpenApiFromData;
 
 use super::{form_errors, read_limited};
-use crate::domain::auth::TokenForm;
+use crate::domain::auth::{TokenForm, MAX_PASSWORD, MAX_REFRESH_TOKEN, MAX_USERNAME};
 use crate::error::{stash, ApiError};
 
 /// What the token endpoint is asked for.
@@ -63,23 +63,30 @@ async fn read_grant(req: &Request<'_>, data: Data<'_>) -> Result<TokenGrant, Api
     let form = Form::<Lenient<TokenForm>>::parse(text)
         .map_err(|errors| ApiError::Validation(form_errors("body", &errors)).into_oauth())?
         .into_inner();
-    let bounded = |name: &str, value: Option<String>, max: usize| match value {
-        Some(value) if value.len() <= max => Ok(value),
-        Some(_) => Err(invalid_request(format!(
-            "{name} is longer than {max} bytes"
-        ))),
-        None => Err(invalid_request(format!(
-            "The {} grant needs {name}",
-            form.grant_type
-        ))),
+    // Each field's bound holds whichever grant is asked for, as the
+    // document says: a password grant with an over-long refresh_token is
+    // refused, not the refresh_token ignored.
+    for (name, value, max) in [
+        ("username", &form.username, MAX_USERNAME),
+        ("password", &form.password, MAX_PASSWORD),
+        ("refresh_token", &form.refresh_token, MAX_REFRESH_TOKEN),
+    ] {
+        if value.as_ref().is_some_and(|value| value.len() > max) {
+            return Err(invalid_request(format!(
+                "{name} is longer than {max} bytes"
+            )));
+        }
+    }
+    let bounded = |name: &str, value: Option<String>| {
+        value.ok_or_else(|| invalid_request(format!("The {} grant needs {name}", form.grant_type)))
     };
     match form.grant_type.as_str() {
         "password" => Ok(TokenGrant::Password {
-            username: bounded("username", form.username.clone(), 256)?,
-            password: bounded("password", form.password.clone(), 1024)?,
+            username: bounded("username", form.username.clone())?,
+            password: bounded("password", form.password.clone())?,
         }),
         "refresh_token" => Ok(TokenGrant::Refresh {
-            refresh_token: bounded("refresh_token", form.refresh_token.clone(), 256)?,
+            refresh_token: bounded("refresh_token", form.refresh_token.clone())?,
         }),
         other => Err(ApiError::OAuth {
             code: "unsupported_grant_type",

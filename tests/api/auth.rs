@@ -123,6 +123,16 @@ async fn the_token_endpoint_takes_the_password_grant_and_ignores_extra_fields() 
         let reply = token_form(&app, form).await;
         assert_eq!(oauth_error(&reply).0, code, "{form}: {}", reply.text);
     }
+    // Each field's bound holds whatever the grant: the right password with
+    // an over-long refresh_token beside it is refused, not signed in.
+    let long = "0".repeat(257);
+    for form in [
+        format!("grant_type=password&username=alice&password=Passw0rd1&refresh_token={long}"),
+        format!("grant_type=refresh_token&refresh_token=x&username={long}"),
+    ] {
+        let reply = token_form(&app, &form).await;
+        assert_eq!(oauth_error(&reply).0, "invalid_request", "{}", reply.text);
+    }
     // JSON is for /auth/login; the token endpoint is form only.
     let json = app
         .post(

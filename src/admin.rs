@@ -84,6 +84,7 @@ pub async fn create_admin(
             password_hash: &hash,
             age: None,
             role: Role::Admin,
+            email_verified: true,
         },
         now(),
     )

@@ -73,7 +73,13 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         std::time::Duration::from_secs(settings.bcrypt_queue_timeout),
     );
     let outbox = OutboxSignal::default();
-    let outbox_worker = OutboxWorker::new(settings.smtp.clone(), outbox.clone());
+    // Loaded (and each rendered once) here, so that a broken template in
+    // templates.dir stops the start with its name.
+    let templates = mail::templates::Templates::load(
+        settings.templates.dir.as_deref().map(std::path::Path::new),
+    )
+    .map_err(ConfigError)?;
+    let outbox_worker = OutboxWorker::new(settings.clone(), Arc::new(templates), outbox.clone());
 
     let docs = docs::settings();
     let (v1_routes, v1_spec) = routes::v1(&docs);

@@ -69,7 +69,18 @@ impl PasswordHasher {
     /// which bcrypt reads (its `non_truncating_*` variants count a NUL
     /// terminator too and refuse exactly 72), so nothing is lost.
     pub async fn hash(&self, password: &Password) -> Result<String, ApiError> {
-        let password = password.expose().to_owned();
+        self.hash_str(password.expose()).await
+    }
+
+    /// Hashes again, at the configured cost, a password that just matched
+    /// its stored hash (it may predate today's rules, but it is at most 72
+    /// bytes: longer ones never match).
+    pub async fn rehash(&self, matched: &str) -> Result<String, ApiError> {
+        self.hash_str(matched).await
+    }
+
+    async fn hash_str(&self, password: &str) -> Result<String, ApiError> {
+        let password = password.to_owned();
         let cost = self.cost;
         self.run(move || bcrypt::hash(password, cost))
             .await?

@@ -1,5 +1,6 @@
-//! Deletes expired refresh tokens and the sessions they leave empty, every
-//! hour from liftoff until shutdown.
+//! Deletes expired refresh tokens and the sessions they leave empty, and
+//! expired reset and verification tokens, every hour from liftoff until
+//! shutdown.
 
 use std::time::Duration;
 
@@ -9,7 +10,7 @@ use rocket_db_pools::Database;
 use time::Duration as TimeDuration;
 
 use super::tokens::TokenKeys;
-use crate::db::{now, sessions, Db};
+use crate::db::{account_tokens, now, sessions, Db};
 
 const EVERY: Duration = Duration::from_secs(3600);
 
@@ -34,6 +35,7 @@ pub fn fairing() -> AdHoc {
                     }
                     let result = async {
                         let mut conn = pool.acquire().await?;
+                        account_tokens::prune(conn.conn(), now()).await?;
                         sessions::prune(conn.conn(), now() - grace).await
                     }
                     .await;

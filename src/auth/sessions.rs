@@ -12,25 +12,36 @@ use crate::error::ApiError;
 pub const BAD_CREDENTIALS: &str = "Incorrect username or password";
 
 /// Starts a session for `user`, as the password check saw it: a refresh
-/// token stored as a hash, and an access token naming the session. 401 when
-/// the user changed since (password, status, sessions ended) or is gone.
+/// token stored as a hash, and an access token naming the session; the
+/// user's `last_login_at`. 401 when the user changed since (password,
+/// status, sessions ended) or is gone.
 pub async fn start_session(
     db: &DbPool,
     keys: &TokenKeys,
     settings: &Settings,
     user: &UserRecord,
+    user_agent: Option<&str>,
 ) -> Result<TokenResponse, ApiError> {
     let session_id = uuid::Uuid::new_v4().to_string();
+    let now = now();
     let mut tx = db.begin().await?;
     // Held until commit: a password change, deactivation, deletion or
     // logout of every session either finished before (and the check below
     // sees it) or waits, then ends this session too.
     users::lock(tx.conn(), user.id).await?;
-    let opened =
-        sessions::create(tx.conn(), &session_id, user.id, user.token_version, now()).await?;
+    let opened = sessions::create(
+        tx.conn(),
+        &session_id,
+        user.id,
+        user.token_version,
+        user_agent,
+        now,
+    )
+    .await?;
     if !opened {
         return Err(ApiError::Unauthorized(BAD_CREDENTIALS.into()));
     }
+    users::set_last_login(tx.conn(), user.id, now).await?;
     // The user's ended sessions, and its oldest beyond the cap, go.
     let keep = i64::from(settings.max_sessions_per_user);
     sessions::trim(tx.conn(), user.id, keep).await?;

@@ -58,6 +58,29 @@ pub struct Settings {
     /// `text` or `json` lines on standard output.
     pub log_format: LogFormat,
     pub metrics: MetricsSettings,
+    /// The base of links in emails (`{public_url}/verify-email?token=...`):
+    /// where the product's pages that take those tokens are served.
+    pub public_url: String,
+    /// Seconds a password reset token is good for.
+    pub password_reset_ttl: u64,
+    /// Seconds an email verification token is good for.
+    pub verify_email_ttl: u64,
+    /// Login refused (403 `Email not verified`) until the email is verified.
+    pub require_verified_email: bool,
+    /// Seconds during which a just-spent refresh token still gets a new pair
+    /// in its session (two tabs refreshing at once); 0: any reuse ends the
+    /// session.
+    pub refresh_reuse_interval: u64,
+    pub templates: TemplateSettings,
+}
+
+/// Email templates.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TemplateSettings {
+    /// A directory whose templates (same names as the built-in ones, such as
+    /// `password_reset.html.tera`) replace the built-in ones; read at start.
+    pub dir: Option<String>,
 }
 
 /// How log lines are written: each has an RFC 3339 UTC timestamp, a level,
@@ -143,7 +166,12 @@ pub struct SmtpSettings {
     /// for TLS; credentials as `smtp://user:password@host`.
     pub url: Option<CredentialUrl>,
     pub from: String,
+    /// The welcome email's subject.
     pub subject: String,
+    /// The email verification email's subject.
+    pub verify_subject: String,
+    /// The password reset email's subject.
+    pub reset_subject: String,
     /// Seconds after a job is queued when retrying stops and the job is
     /// marked dead.
     pub give_up_after: u64,
@@ -159,6 +187,8 @@ impl Default for SmtpSettings {
             url: None,
             from: "noreply@example.com".to_owned(),
             subject: "User Registration".to_owned(),
+            verify_subject: "Verify your email address".to_owned(),
+            reset_subject: "Reset your password".to_owned(),
             give_up_after: 48 * 3600,
             keep_sent_days: 7,
         }
@@ -182,6 +212,11 @@ pub struct RateLimitSettings {
     pub per_minute: u32,
     pub login_per_minute: u32,
     pub register_per_minute: u32,
+    /// Password reset requests per hour per client address.
+    pub password_reset_per_hour: u32,
+    /// Reset and verification emails per hour to one address (past it, a
+    /// reset request still answers 202 and sends nothing; a resend is 429).
+    pub account_email_per_hour: u32,
     pub backend: RateLimitBackend,
     pub redis_url: String,
 }
@@ -193,6 +228,8 @@ impl Default for RateLimitSettings {
             per_minute: 100,
             login_per_minute: 10,
             register_per_minute: 10,
+            password_reset_per_hour: 10,
+            account_email_per_hour: 3,
             backend: RateLimitBackend::Memory,
             redis_url: "redis://127.0.0.1:6379".to_owned(),
         }
@@ -230,6 +267,12 @@ impl Default for Settings {
             shutdown: ShutdownSettings::default(),
             log_format: LogFormat::default(),
             metrics: MetricsSettings::default(),
+            public_url: "http://127.0.0.1:8000".to_owned(),
+            password_reset_ttl: 3600,
+            verify_email_ttl: 7 * 24 * 3600,
+            require_verified_email: false,
+            refresh_reuse_interval: 0,
+            templates: TemplateSettings::default(),
         }
     }
 }
@@ -309,6 +352,8 @@ impl Settings {
         for (name, ttl) in [
             ("access_token_ttl", self.access_token_ttl),
             ("refresh_token_ttl", self.refresh_token_ttl),
+            ("password_reset_ttl", self.password_reset_ttl),
+            ("verify_email_ttl", self.verify_email_ttl),
         ] {
             if !(1..=MAX_TTL).contains(&ttl) {
                 return Err(format!(
@@ -316,11 +361,33 @@ impl Settings {
                 ));
             }
         }
+        if self.refresh_reuse_interval > 300 {
+            return Err(format!(
+                "refresh_reuse_interval must be at most 300 seconds, got {}",
+                self.refresh_reuse_interval
+            ));
+        }
+        if !(self.public_url.starts_with("http://") || self.public_url.starts_with("https://"))
+            || self.public_url.contains(['?', '#', ' '])
+        {
+            return Err(format!(
+                "public_url must be an http:// or https:// URL without query or fragment, got {:?}",
+                self.public_url
+            ));
+        }
         let limits = &self.rate_limit;
         for (name, value) in [
             ("rate_limit.per_minute", limits.per_minute),
             ("rate_limit.login_per_minute", limits.login_per_minute),
             ("rate_limit.register_per_minute", limits.register_per_minute),
+            (
+                "rate_limit.password_reset_per_hour",
+                limits.password_reset_per_hour,
+            ),
+            (
+                "rate_limit.account_email_per_hour",
+                limits.account_email_per_hour,
+            ),
         ] {
             if value == 0 {
                 return Err(format!(

@@ -24,6 +24,7 @@ macro_rules! limit_offset {
 pub mod users;
 mod conns;
 pub use conns::PoolStats;
+pub mod account_tokens;
 pub mod outbox;
 pub mod sessions;
 pub mod uploads;

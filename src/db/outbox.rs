@@ -102,15 +102,18 @@ pub async fn claim(
     Ok(jobs)
 }
 
-/// Records the outcome of a claimed job, if its lease is still ours.
+/// Records the outcome of a claimed job, if its lease is still ours;
+/// `payload`, if given, replaces the job's (without the token it held).
 pub async fn finish(
     conn: Conn<'_>,
     job: &Job,
     outcome: Outcome<'_>,
+    payload: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<bool, DbError> {
     const SQL: &str = "UPDATE outbox SET status = $3, next_attempt_at = $4, last_error = $5, \
-                         locked_until = NULL, lock_token = NULL, updated_at = $6 \
+                         locked_until = NULL, lock_token = NULL, updated_at = $6, \
+                         payload = COALESCE($7, payload) \
                        WHERE id = $1 AND lock_token = $2";
     let (status, next_attempt_at, error) = match outcome {
         Outcome::Sent => ("sent", now, None),
@@ -124,12 +127,14 @@ pub async fn finish(
         .bind(next_attempt_at)
         .bind(error)
         .bind(now)
+        .bind(payload)
         .execute(c)
         .await
         .map(|done| done.rows_affected()))?;
     Ok(updated == 1)
 }
 
+/// How an attempt at a job ended.
 pub enum Outcome<'a> {
     Sent,
     Retry { at: OffsetDateTime, error: &'a str },

@@ -11,8 +11,18 @@ pub struct RefreshRecord {
     pub session_id: String,
     pub user_id: i64,
     pub expires_at: OffsetDateTime,
-    pub spent: bool,
+    /// When it was exchanged, if it was.
+    pub spent_at: Option<OffsetDateTime>,
     pub session_revoked: bool,
+}
+
+/// An open session as its user sees it.
+#[derive(Debug, sqlx::FromRow)]
+pub struct SessionRow {
+    pub id: String,
+    pub created_at: OffsetDateTime,
+    pub last_used_at: Option<OffsetDateTime>,
+    pub user_agent: Option<String>,
 }
 
 /// A user loaded for an access token, with whether the token's session is
@@ -33,16 +43,18 @@ pub async fn create(
     id: &str,
     user_id: i64,
     token_version: i64,
+    user_agent: Option<&str>,
     now: OffsetDateTime,
 ) -> Result<bool, DbError> {
-    const SQL: &str = "INSERT INTO sessions (id, user_id, created_at) \
-                       SELECT $1, id, $3 FROM users \
+    const SQL: &str = "INSERT INTO sessions (id, user_id, created_at, last_used_at, user_agent) \
+                       SELECT $1, id, $3, $3, $5 FROM users \
                        WHERE id = $2 AND token_version = $4 AND is_active";
     let rows = on_conn!(conn, c => sqlx::query(SQL)
         .bind(id)
         .bind(user_id)
         .bind(now)
         .bind(token_version)
+        .bind(user_agent)
         .execute(c)
         .await
         .map(|done| done.rows_affected()))?;
@@ -75,7 +87,7 @@ pub async fn find_refresh_token(
     token_hash: &str,
 ) -> Result<Option<RefreshRecord>, DbError> {
     const SQL: &str = "SELECT r.session_id, s.user_id, r.expires_at, \
-                         r.spent_at IS NOT NULL AS spent, s.revoked_at IS NOT NULL AS session_revoked \
+                         r.spent_at, s.revoked_at IS NOT NULL AS session_revoked \
                        FROM refresh_tokens r JOIN sessions s ON s.id = r.session_id \
                        WHERE r.token_hash = $1";
     let row = on_conn!(conn, c => sqlx::query_as::<_, RefreshRecord>(SQL)
@@ -193,6 +205,51 @@ pub async fn revoke(
         .await
         .map(|done| done.rows_affected()))?;
     Ok(updated > 0)
+}
+
+/// Notes that session `session_id` was used (a refresh).
+pub async fn touch(conn: Conn<'_>, session_id: &str, now: OffsetDateTime) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE sessions SET last_used_at = $2 WHERE id = $1";
+    on_conn!(conn, c => sqlx::query(SQL).bind(session_id).bind(now).execute(c).await.map(drop))?;
+    Ok(())
+}
+
+/// User `user_id`'s open sessions that can still be refreshed, newest first.
+pub async fn list_open(
+    conn: Conn<'_>,
+    user_id: i64,
+    now: OffsetDateTime,
+) -> Result<Vec<SessionRow>, DbError> {
+    macro_rules! list_open {
+        ($order:literal) => {
+            concat!(
+                "SELECT id, created_at, last_used_at, user_agent FROM sessions s \
+                 WHERE user_id = $1 AND revoked_at IS NULL AND EXISTS \
+                   (SELECT 1 FROM refresh_tokens r WHERE r.session_id = s.id \
+                      AND r.spent_at IS NULL AND r.expires_at > $2) \
+                 ORDER BY ",
+                $order,
+                " DESC"
+            )
+        };
+    }
+    let rows = match conn {
+        Conn::Sqlite(c) => {
+            sqlx::query_as::<_, SessionRow>(list_open!("rowid"))
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(c)
+                .await?
+        }
+        Conn::Postgres(c) => {
+            sqlx::query_as::<_, SessionRow>(list_open!("seq"))
+                .bind(user_id)
+                .bind(now)
+                .fetch_all(c)
+                .await?
+        }
+    };
+    Ok(rows)
 }
 
 /// Revokes every open session of `user_id`.

@@ -12,8 +12,8 @@ use crate::domain::Role;
 /// The columns of [`UserRecord`], in one place for every query.
 macro_rules! user_columns {
     () => {
-        "id, username, email, age, role, is_active, token_version, password_hash, \
-         created_at, updated_at"
+        "id, username, email, age, role, is_active, email_verified, last_login_at, \
+         token_version, password_hash, created_at, updated_at"
     };
 }
 
@@ -28,6 +28,9 @@ pub struct UserRecord {
     #[sqlx(try_from = "String")]
     pub role: Role,
     pub is_active: bool,
+    /// Whether the user proved the address (a verification or reset link).
+    pub email_verified: bool,
+    pub last_login_at: Option<OffsetDateTime>,
     /// Bumped to end every session of the user at once.
     pub token_version: i64,
     pub password_hash: String,
@@ -52,6 +55,8 @@ pub struct NewUser<'a> {
     pub password_hash: &'a str,
     pub age: Option<i32>,
     pub role: Role,
+    /// Admin-created accounts are verified; registrations are not.
+    pub email_verified: bool,
 }
 
 /// A partial update: `None` leaves a column as it is.
@@ -64,6 +69,9 @@ pub struct Changes {
     pub role: Option<Role>,
     pub is_active: Option<bool>,
     pub password_hash: Option<String>,
+    /// `Some(true)` marks the email verified. A changed email is unverified
+    /// whatever this says.
+    pub email_verified: Option<bool>,
     /// Ends every session of the user (bumps `token_version`).
     pub revoke_sessions: bool,
 }
@@ -76,6 +84,7 @@ impl Changes {
             && self.role.is_none()
             && self.is_active.is_none()
             && self.password_hash.is_none()
+            && self.email_verified.is_none()
             && !self.revoke_sessions
     }
 }
@@ -88,8 +97,8 @@ pub async fn insert(
 ) -> Result<UserRecord, DbError> {
     const SQL: &str = concat!(
         "INSERT INTO users (username, email, password_hash, age, role, is_active, \
-         token_version, created_at, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, TRUE, 0, $6, $6) RETURNING ",
+         email_verified, token_version, created_at, updated_at) \
+         VALUES ($1, $2, $3, $4, $5, TRUE, $7, 0, $6, $6) RETURNING ",
         user_columns!()
     );
     let row = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
@@ -99,6 +108,7 @@ pub async fn insert(
         .bind(user.age)
         .bind(user.role.as_str())
         .bind(now)
+        .bind(user.email_verified)
         .fetch_one(c)
         .await)?;
     Ok(row)
@@ -198,7 +208,9 @@ pub async fn update(
            is_active = COALESCE($7, is_active), \
            password_hash = COALESCE($8, password_hash), \
            token_version = token_version + $9, \
-           updated_at = $10 \
+           updated_at = $10, \
+           email_verified = CASE WHEN COALESCE($3, email) <> email THEN FALSE \
+                                 ELSE COALESCE($11, email_verified) END \
          WHERE id = $1 RETURNING ",
         user_columns!()
     );
@@ -213,6 +225,7 @@ pub async fn update(
         .bind(changes.password_hash.as_deref())
         .bind(i64::from(changes.revoke_sessions))
         .bind(now)
+        .bind(changes.email_verified)
         .fetch_optional(c)
         .await)?;
     Ok(row)
@@ -419,6 +432,46 @@ pub async fn lock(conn: Conn<'_>, id: i64) -> Result<(), DbError> {
             .await?;
     }
     Ok(())
+}
+
+/// Records a login.
+pub async fn set_last_login(conn: Conn<'_>, id: i64, now: OffsetDateTime) -> Result<(), DbError> {
+    const SQL: &str = "UPDATE users SET last_login_at = $2 WHERE id = $1";
+    on_conn!(conn, c => sqlx::query(SQL).bind(id).bind(now).execute(c).await.map(drop))?;
+    Ok(())
+}
+
+/// Replaces user `id`'s password hash with the same password hashed at
+/// another cost, only if the hash is still `old` (a password change in
+/// between wins). Sessions and `updated_at` are untouched: nothing the user
+/// sees changed.
+pub async fn rehash(conn: Conn<'_>, id: i64, old: &str, new: &str) -> Result<bool, DbError> {
+    const SQL: &str = "UPDATE users SET password_hash = $3 WHERE id = $1 AND password_hash = $2";
+    let updated = on_conn!(conn, c => sqlx::query(SQL)
+        .bind(id)
+        .bind(old)
+        .bind(new)
+        .execute(c)
+        .await
+        .map(|done| done.rows_affected()))?;
+    Ok(updated == 1)
+}
+
+/// The active user with this (normalized) email.
+pub async fn find_active_by_email(
+    conn: Conn<'_>,
+    email: &str,
+) -> Result<Option<UserRecord>, DbError> {
+    const SQL: &str = concat!(
+        "SELECT ",
+        user_columns!(),
+        " FROM users WHERE email = $1 AND is_active"
+    );
+    let row = on_conn!(conn, c => sqlx::query_as::<_, UserRecord>(SQL)
+        .bind(email)
+        .fetch_optional(c)
+        .await)?;
+    Ok(row)
 }
 
 #[cfg(test)]

@@ -59,6 +59,15 @@ pub fn date_time_schema(_: &mut SchemaGenerator) -> Schema {
     .into()
 }
 
+/// An RFC 3339 timestamp, or null.
+pub fn nullable_date_time_schema(gen: &mut SchemaGenerator) -> Schema {
+    let mut schema = date_time_schema(gen).into_object();
+    schema
+        .extensions
+        .insert("nullable".to_owned(), serde_json::Value::Bool(true));
+    schema.into()
+}
+
 /// Each validated type's rule as a JSON Schema, inlined in every request
 /// field that takes it (`#[schemars(with = "Username")]`), from the same
 /// constants its parser checks.

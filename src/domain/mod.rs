@@ -3,6 +3,7 @@
 //! A value of these types has passed every rule of the API (README, OpenAPI
 //! schemas); code that holds a `Username` never checks it again. Nothing here knows HTTP or SQL.
 
+pub mod account;
 mod age;
 pub mod auth;
 mod email;

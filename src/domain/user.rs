@@ -13,7 +13,8 @@ use time::OffsetDateTime;
 use validator::Validate;
 
 use super::fields::{
-    date_time_schema, nullable, present, valid_age, valid_email, valid_password, valid_username,
+    date_time_schema, nullable, nullable_date_time_schema, present, valid_age, valid_email,
+    valid_password, valid_username,
 };
 use super::{Age, Email, Invalid, Password, Role, Username};
 
@@ -230,6 +231,14 @@ pub struct UserResponse {
     pub age: Option<i32>,
     pub role: Role,
     pub is_active: bool,
+    /// Personal: whether the user proved the address (a verification or
+    /// password reset link); null in other users for non-admins.
+    pub email_verified: Option<bool>,
+    /// Personal: the latest login; null before the first one, and in other
+    /// users for non-admins.
+    #[serde(with = "time::serde::rfc3339::option")]
+    #[schemars(schema_with = "nullable_date_time_schema")]
+    pub last_login_at: Option<OffsetDateTime>,
     #[serde(with = "time::serde::rfc3339")]
     #[schemars(schema_with = "date_time_schema")]
     pub created_at: OffsetDateTime,

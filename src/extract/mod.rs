@@ -1,6 +1,7 @@
 //! Request guards that turn raw input into typed, validated values, and
 //! report every failure in the API's validation shape (README, "Errors").
 
+mod agent;
 mod credentials;
 pub mod idle;
 mod json;
@@ -8,10 +9,11 @@ mod multipart;
 mod path;
 mod query;
 
+pub use agent::UserAgent;
 pub use credentials::TokenGrant;
 pub use json::{parse_json_body, read_limited, OptionalJson, ValidJson};
 pub use multipart::MultipartBody;
-pub use path::{Id, UploadId};
+pub use path::{Id, SessionId, UploadId};
 pub use query::form_errors;
 pub(crate) use query::{default_limit, default_skip};
 pub use query::{Flag, LogoutQuery, Paging, ValidQuery, DEFAULT_LIMIT, MAX_SKIP};

@@ -78,16 +78,38 @@ impl<'a> OpenApiFromParam<'a> for Id {
     }
 }
 
-/// An upload's id in the path: a hyphenated UUID, named `id` in errors.
-pub struct UploadId(Result<String, ApiError>);
+/// What a UUID in the path names, for the documents.
+pub trait Names {
+    const DESCRIPTION: &'static str;
+}
 
-impl UploadId {
+/// An upload (`UploadId`).
+pub struct Upload;
+impl Names for Upload {
+    const DESCRIPTION: &'static str = "The upload's id.";
+}
+
+/// A session (`SessionId`).
+pub struct Session;
+impl Names for Session {
+    const DESCRIPTION: &'static str = "The session's id (the `sid` of its tokens).";
+}
+
+/// A hyphenated UUID in the path, named `id` in errors: an upload's or a
+/// session's. Always matches the route, so that a malformed one is a 422
+/// naming the field.
+pub struct UuidId<N>(Result<String, ApiError>, std::marker::PhantomData<N>);
+
+pub type UploadId = UuidId<Upload>;
+pub type SessionId = UuidId<Session>;
+
+impl<N> UuidId<N> {
     pub fn get(self) -> Result<String, ApiError> {
         self.0
     }
 }
 
-impl<'a> FromParam<'a> for UploadId {
+impl<'a, N> FromParam<'a> for UuidId<N> {
     type Error = std::convert::Infallible;
 
     fn from_param(param: &'a str) -> Result<Self, Self::Error> {
@@ -99,11 +121,11 @@ impl<'a> FromParam<'a> for UploadId {
                 "Input should be a UUID (8-4-4-4-12 hexadecimal digits)",
             )),
         };
-        Ok(UploadId(parsed))
+        Ok(UuidId(parsed, std::marker::PhantomData))
     }
 }
 
-impl<'a> OpenApiFromParam<'a> for UploadId {
+impl<'a, N: Names> OpenApiFromParam<'a> for UuidId<N> {
     fn path_parameter(gen: &mut OpenApiGenerator, name: String) -> rocket_okapi::Result<Parameter> {
         let schema = SchemaObject {
             instance_type: Some(InstanceType::String.into()),
@@ -113,13 +135,7 @@ impl<'a> OpenApiFromParam<'a> for UploadId {
         Ok(Parameter {
             // Not a UUID.
             extensions: errors_extension(gen, &[422]),
-            ..parameter(
-                name,
-                "path",
-                Some("The upload's id.".to_owned()),
-                true,
-                schema,
-            )
+            ..parameter(name, "path", Some(N::DESCRIPTION.to_owned()), true, schema)
         })
     }
 }

@@ -23,6 +23,7 @@ pub const LOGIN_PATH: &str = "/api/v1/auth/login";
 /// The OAuth2 token endpoint: its password grant is a login, limited as one.
 pub const TOKEN_PATH: &str = "/api/v1/auth/token";
 pub const REGISTER_PATH: &str = "/api/v1/users";
+pub const PASSWORD_RESET_PATH: &str = "/api/v1/auth/password-reset";
 const PURGE_EVERY: Duration = Duration::from_secs(60);
 
 pub struct RateLimitFairing {
@@ -105,6 +106,8 @@ impl Fairing for RateLimitFairing {
                 policies.push(Policy::Login);
             } else if super::routes_to(request, REGISTER_PATH) {
                 policies.push(Policy::Register);
+            } else if super::routes_to(request, PASSWORD_RESET_PATH) {
+                policies.push(Policy::PasswordReset);
             }
         }
         let decisions = request.local_cache(Decisions::default);
@@ -169,6 +172,25 @@ impl RateLimits<'_> {
     /// the password is checked; [`Self::password_confirmed`] gives it back.
     pub async fn check_password_attempt(&self, id: i64) -> Result<(), ApiError> {
         self.spend(Policy::PasswordChange, &id.to_string()).await
+    }
+
+    /// Spends one of `email`'s hourly budget of reset and verification
+    /// emails (429 when none is left).
+    pub async fn check_account_email(&self, email: &str) -> Result<(), ApiError> {
+        self.spend(Policy::AccountEmail, email).await
+    }
+
+    /// The same budget, spent silently: whether an email to `email` may go,
+    /// with nothing in the response's headers (a reset request must answer
+    /// alike whether or not it sent anything).
+    pub async fn quietly_allow_account_email(&self, email: &str) -> bool {
+        let Some(limiter) = self.limiter else {
+            return true;
+        };
+        limiter
+            .check(Policy::AccountEmail, email)
+            .await
+            .is_none_or(|decision| decision.allowed())
     }
 
     pub async fn password_confirmed(&self, id: i64) {

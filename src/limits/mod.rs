@@ -29,15 +29,22 @@ pub enum Policy {
     /// Wrong current passwords at `PUT /api/v1/users/me/password`, per
     /// user: 5 in 15 minutes, so a stolen session is no password oracle.
     PasswordChange,
+    /// `POST /api/v1/auth/password-reset`, per client address, per hour.
+    PasswordReset,
+    /// Reset and verification emails to one address, per hour, so that no
+    /// one can flood a mailbox through Roster.
+    AccountEmail,
 }
 
 impl Policy {
-    pub const ALL: [Policy; 5] = [
+    pub const ALL: [Policy; 7] = [
         Policy::General,
         Policy::Login,
         Policy::LoginUsername,
         Policy::Register,
         Policy::PasswordChange,
+        Policy::PasswordReset,
+        Policy::AccountEmail,
     ];
 
     /// The policy's name, in Redis keys and metrics.
@@ -48,6 +55,8 @@ impl Policy {
             Policy::LoginUsername => "login-user",
             Policy::Register => "register",
             Policy::PasswordChange => "password",
+            Policy::PasswordReset => "password-reset",
+            Policy::AccountEmail => "account-email",
         }
     }
 
@@ -60,6 +69,8 @@ impl Policy {
             Policy::LoginUsername => (settings.login_per_minute.saturating_mul(5), MINUTE_MS),
             Policy::Register => (settings.register_per_minute, MINUTE_MS),
             Policy::PasswordChange => (5, 15 * MINUTE_MS),
+            Policy::PasswordReset => (settings.password_reset_per_hour, 60 * MINUTE_MS),
+            Policy::AccountEmail => (settings.account_email_per_hour, 60 * MINUTE_MS),
         };
         (limit.max(1), period)
     }

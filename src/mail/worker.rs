@@ -19,9 +19,9 @@ use rocket::{Orbit, Rocket};
 use rocket_db_pools::Database;
 use time::OffsetDateTime;
 
-use super::templates::Templates;
-use super::{WelcomeEmail, WELCOME_EMAIL};
-use crate::config::SmtpSettings;
+use super::templates::{duration_in_words, Email, Rendered, Templates, Values};
+use super::{without_token, TokenEmail, WelcomeEmail, PASSWORD_RESET, VERIFY_EMAIL, WELCOME_EMAIL};
+use crate::config::Settings;
 use crate::db::outbox::{self, Job, Outcome};
 use crate::db::{now, Db, DbPool};
 
@@ -76,15 +76,18 @@ enum Transport {
 
 /// The fairing that runs the worker.
 pub struct OutboxWorker {
-    settings: SmtpSettings,
+    settings: Settings,
+    templates: Arc<Templates>,
     signal: OutboxSignal,
     handle: Mutex<Option<JoinHandle<()>>>,
 }
 
 impl OutboxWorker {
-    pub fn new(settings: SmtpSettings, signal: OutboxSignal) -> Self {
+    /// `templates` were loaded (and checked) at start.
+    pub fn new(settings: Settings, templates: Arc<Templates>, signal: OutboxSignal) -> Self {
         OutboxWorker {
             settings,
+            templates,
             signal,
             handle: Mutex::new(None),
         }
@@ -104,7 +107,7 @@ impl Fairing for OutboxWorker {
         let Some(db) = Db::fetch(rocket) else {
             return;
         };
-        let transport = match &self.settings.url {
+        let transport = match &self.settings.smtp.url {
             Some(url) => match AsyncSmtpTransport::<Tokio1Executor>::from_url(url.expose()) {
                 Ok(builder) => Transport::Smtp(builder.timeout(Some(COMMAND_TIMEOUT)).build()),
                 Err(err) => {
@@ -114,18 +117,11 @@ impl Fairing for OutboxWorker {
             },
             None => Transport::Log,
         };
-        let templates = match Templates::new() {
-            Ok(templates) => templates,
-            Err(err) => {
-                tracing::error!("email templates do not load: {err}");
-                return;
-            }
-        };
         let worker = Worker {
             pool: (**db).clone(),
             settings: self.settings.clone(),
             transport,
-            templates,
+            templates: self.templates.clone(),
             token: uuid::Uuid::new_v4().simple().to_string(),
         };
         let signal = self.signal.clone();
@@ -153,9 +149,9 @@ impl Fairing for OutboxWorker {
 
 struct Worker {
     pool: DbPool,
-    settings: SmtpSettings,
+    settings: Settings,
     transport: Transport,
-    templates: Templates,
+    templates: Arc<Templates>,
     /// This worker's claims.
     token: String,
 }
@@ -195,7 +191,7 @@ impl Worker {
 
     /// Deletes jobs sent more than `smtp.keep_sent_days` ago.
     async fn prune_sent(&self) {
-        let days = i64::from(self.settings.keep_sent_days);
+        let days = i64::from(self.settings.smtp.keep_sent_days);
         let cutoff = now() - time::Duration::days(days);
         let result = async {
             let mut conn = self.pool.acquire().await?;
@@ -226,7 +222,7 @@ impl Worker {
         signal.attempted(&outcome);
         let error;
         let give_up_at = job.created_at
-            + time::Duration::seconds(self.settings.give_up_after.min(i64::MAX as u64) as i64);
+            + time::Duration::seconds(self.settings.smtp.give_up_after.min(i64::MAX as u64) as i64);
         let failed_at = OffsetDateTime::now_utc();
         let record = match &outcome {
             Ok(()) => Outcome::Sent,
@@ -237,7 +233,7 @@ impl Worker {
                     job.id,
                     job.kind,
                     job.attempts,
-                    self.settings.give_up_after
+                    self.settings.smtp.give_up_after
                 );
                 error = message.clone();
                 Outcome::Dead { error: &error }
@@ -255,9 +251,15 @@ impl Worker {
                 Outcome::Retry { at, error: &error }
             }
         };
+        // A token has done its work once its email is sent, or never will
+        // be: the row kept for the operator holds none.
+        let kept = match record {
+            Outcome::Retry { .. } => None,
+            Outcome::Sent | Outcome::Dead { .. } => without_token(&job.payload),
+        };
         let recorded = async {
             let mut tx = self.pool.begin().await?;
-            let mine = outbox::finish(tx.conn(), &job, record, now()).await?;
+            let mine = outbox::finish(tx.conn(), &job, record, kept.as_deref(), now()).await?;
             tx.commit().await?;
             Ok::<bool, crate::db::DbError>(mine)
         }
@@ -273,31 +275,87 @@ impl Worker {
         }
     }
 
-    async fn deliver(&self, job: &Job) -> Result<(), String> {
-        if job.kind != WELCOME_EMAIL {
-            return Err(format!("unknown job kind {:?}", job.kind));
-        }
-        let email: WelcomeEmail =
-            serde_json::from_str(&job.payload).map_err(|e| format!("bad payload: {e}"))?;
+    /// The job's email: its recipient, subject and rendered parts.
+    fn compose(&self, job: &Job) -> Result<(String, String, Rendered), String> {
+        let bad = |e: serde_json::Error| format!("bad payload: {e}");
+        let settings = &self.settings;
+        let link = |page: &str, token: &str| {
+            format!(
+                "{}/{page}?token={token}",
+                settings.public_url.trim_end_matches('/')
+            )
+        };
+        let verify_for = duration_in_words(settings.verify_email_ttl);
+        let reset_for = duration_in_words(settings.password_reset_ttl);
+        let (email, username, token, page, kind, subject, valid_for) = match job.kind.as_str() {
+            WELCOME_EMAIL => {
+                let e: WelcomeEmail = serde_json::from_str(&job.payload).map_err(bad)?;
+                let subject = &settings.smtp.subject;
+                let kind = Email::Welcome;
+                (
+                    e.email,
+                    e.username,
+                    e.verify_token,
+                    "verify-email",
+                    kind,
+                    subject,
+                    &verify_for,
+                )
+            }
+            VERIFY_EMAIL | PASSWORD_RESET => {
+                let e: TokenEmail = serde_json::from_str(&job.payload).map_err(bad)?;
+                let (page, kind, subject, valid_for) = match job.kind.as_str() {
+                    VERIFY_EMAIL => (
+                        "verify-email",
+                        Email::VerifyEmail,
+                        &settings.smtp.verify_subject,
+                        &verify_for,
+                    ),
+                    _ => (
+                        "reset-password",
+                        Email::PasswordReset,
+                        &settings.smtp.reset_subject,
+                        &reset_for,
+                    ),
+                };
+                (
+                    e.email,
+                    e.username,
+                    Some(e.token),
+                    page,
+                    kind,
+                    subject,
+                    valid_for,
+                )
+            }
+            other => return Err(format!("unknown job kind {other:?}")),
+        };
+        let link = token.as_deref().map(|token| link(page, token));
+        let values = Values {
+            username: &username,
+            email: &email,
+            token: token.as_deref(),
+            link: link.as_deref(),
+            valid_for,
+        };
         let rendered = self
             .templates
-            .welcome(&email.username)
+            .render(kind, &values)
             .map_err(|e| format!("template: {e}"))?;
-        let from: Mailbox = self
-            .settings
+        Ok((email, subject.clone(), rendered))
+    }
+
+    async fn deliver(&self, job: &Job) -> Result<(), String> {
+        let (email, subject, rendered) = self.compose(job)?;
+        let smtp = &self.settings.smtp;
+        let from: Mailbox = smtp
             .from
             .parse()
-            .map_err(|e| format!("smtp.from {:?}: {e}", self.settings.from))?;
+            .map_err(|e| format!("smtp.from {:?}: {e}", smtp.from))?;
         let to: Mailbox = email
-            .email
             .parse()
-            .map_err(|e| format!("recipient {:?}: {e}", email.email))?;
-        let domain = self
-            .settings
-            .from
-            .rsplit('@')
-            .next()
-            .unwrap_or("roster.invalid");
+            .map_err(|e| format!("recipient {email:?}: {e}"))?;
+        let domain = smtp.from.rsplit('@').next().unwrap_or("roster.invalid");
         let message_id = format!(
             "<roster-outbox-{}@{}>",
             job.id,
@@ -306,7 +364,7 @@ impl Worker {
         let message = Message::builder()
             .from(from)
             .to(to)
-            .subject(&self.settings.subject)
+            .subject(&subject)
             .message_id(Some(message_id.clone()))
             .multipart(MultiPart::alternative_plain_html(
                 rendered.text.clone(),
@@ -320,11 +378,11 @@ impl Worker {
                 .map(drop)
                 .map_err(|e| format!("SMTP: {e}")),
             Transport::Log => {
+                // Debug only (other profiles refuse to start without
+                // smtp.url): the links in it let `cargo run` be tried end
+                // to end.
                 tracing::info!(
-                    target: "rocket::launch",
-                    "email (smtp.url is not set, so it is logged, not sent) {message_id} to {}: {}\n{}",
-                    email.email,
-                    self.settings.subject,
+                    "email (smtp.url is not set, so it is logged, not sent) {message_id} to {email}: {subject}\n{}",
                     rendered.text
                 );
                 Ok(())

@@ -11,13 +11,13 @@ use crate::auth::sessions::{
 use crate::auth::tokens::{hash_refresh_token, TokenKeys};
 use crate::auth::AuthUser;
 use crate::config::Settings;
-use crate::db::users;
+use crate::db::users::{self, UserRecord};
 use crate::db::{now, sessions, Db};
 use crate::domain::auth::{LoginRequest, LogoutRequest, RefreshRequest, TokenResponse};
 use crate::error::fails::{BAD_REQUEST, FORBIDDEN, UNAUTHORIZED, UNAVAILABLE};
 use crate::error::ApiError;
 use crate::error::Fails;
-use crate::extract::{LogoutQuery, OptionalJson, TokenGrant, ValidJson, ValidQuery};
+use crate::extract::{LogoutQuery, OptionalJson, TokenGrant, UserAgent, ValidJson, ValidQuery};
 use crate::fairings::rate_limit::RateLimits;
 
 /// Spent refresh tokens kept per session: presenting any of them again is
@@ -27,7 +27,8 @@ const KEPT_SPENT_TOKENS: i64 = 10;
 /// Sign in with a username (any case) and password, as JSON.
 ///
 /// A wrong username and a wrong password get the same 401 in the same
-/// time; the right password for an inactive account is 403. OAuth2 clients
+/// time; the right password for an inactive account is 403, and with
+/// `require_verified_email` for an unverified email too. OAuth2 clients
 /// (and Swagger's Authorize button) use `POST /api/v1/auth/token`.
 #[openapi(tag = "Auth")]
 #[post("/auth/login", data = "<credentials>")]
@@ -37,10 +38,15 @@ pub async fn login(
     keys: &State<TokenKeys>,
     settings: &State<Settings>,
     limits: RateLimits<'_>,
+    agent: UserAgent,
     credentials: ValidJson<LoginRequest>,
 ) -> Result<IssuedTokens, Fails<{ UNAUTHORIZED | FORBIDDEN | UNAVAILABLE }>> {
     let LoginRequest { username, password } = credentials.into_inner();
-    let signed_in = sign_in(db, hasher, keys, settings, &limits, &username, &password);
+    let client = Client {
+        limits: &limits,
+        agent: agent.0.as_deref(),
+    };
+    let signed_in = sign_in(db, hasher, keys, settings, &client, &username, &password);
     Ok(IssuedTokens(signed_in.await?))
 }
 
@@ -77,11 +83,16 @@ pub async fn token(
     keys: &State<TokenKeys>,
     settings: &State<Settings>,
     limits: RateLimits<'_>,
+    agent: UserAgent,
     grant: TokenGrant,
 ) -> Result<IssuedTokens, Fails<{ BAD_REQUEST | UNAVAILABLE }>> {
+    let client = Client {
+        limits: &limits,
+        agent: agent.0.as_deref(),
+    };
     let issued = match grant {
         TokenGrant::Password { username, password } => {
-            sign_in(db, hasher, keys, settings, &limits, &username, &password).await
+            sign_in(db, hasher, keys, settings, &client, &username, &password).await
         }
         TokenGrant::Refresh { refresh_token } => {
             refresh_pair(db, keys, settings, &refresh_token).await
@@ -90,17 +101,25 @@ pub async fn token(
     Ok(issued.map(IssuedTokens).map_err(ApiError::into_oauth)?)
 }
 
+/// Who signs in: their rate limits and `User-Agent`.
+struct Client<'a> {
+    limits: &'a RateLimits<'a>,
+    agent: Option<&'a str>,
+}
+
 /// Checks a username and password (after the per-username login limit) and
-/// starts a session.
+/// starts a session; re-hashes the password if `bcrypt_cost` has changed
+/// since its hash was made.
 async fn sign_in(
     db: &Db,
     hasher: &PasswordHasher,
     keys: &TokenKeys,
     settings: &Settings,
-    limits: &RateLimits<'_>,
+    client: &Client<'_>,
     username: &str,
     password: &str,
 ) -> Result<TokenResponse, ApiError> {
+    let limits = client.limits;
     limits.check_username(username).await?;
     // Usernames are ASCII, and login folds ASCII case only: a name with any
     // other letter (`İ`, the Kelvin sign) matches no user on any backend.
@@ -123,9 +142,41 @@ async fn sign_in(
     if !user.is_active {
         return Err(ApiError::Forbidden("Account is inactive".into()));
     }
-    let tokens = start_session(db, keys, settings, &user).await?;
+    // After the password check: a wrong password learns nothing of this.
+    if settings.require_verified_email && !user.email_verified {
+        return Err(ApiError::Forbidden("Email not verified".into()));
+    }
+    let tokens = start_session(db, keys, settings, &user, client.agent).await?;
     limits.login_succeeded(username).await;
+    if hash_cost(&user.password_hash) != Some(settings.bcrypt_cost) {
+        rehash(db, hasher, &user, password).await;
+    }
     Ok(tokens)
+}
+
+/// The work factor of a bcrypt hash (`$2b$12$...`).
+fn hash_cost(hash: &str) -> Option<u32> {
+    hash.split('$').nth(2)?.parse().ok()
+}
+
+/// Stores `password` hashed at the configured cost, unless the password
+/// changed meanwhile. The login has succeeded already: a failure here is
+/// logged, and the next login tries again.
+async fn rehash(db: &Db, hasher: &PasswordHasher, user: &UserRecord, password: &str) {
+    let result = async {
+        let new = hasher.rehash(password).await?;
+        let mut conn = db.acquire().await?;
+        users::rehash(conn.conn(), user.id, &user.password_hash, &new).await?;
+        Ok::<(), ApiError>(())
+    }
+    .await;
+    match result {
+        Ok(()) => tracing::info!(
+            "re-hashed user {}'s password at the configured bcrypt_cost",
+            user.id
+        ),
+        Err(err) => tracing::warn!("re-hashing user {}'s password failed: {err}", user.id),
+    }
 }
 
 /// Spends a refresh token for a new pair in its session; a spent one
@@ -149,7 +200,15 @@ async fn refresh_pair(
     if record.expires_at <= now {
         return Err(ApiError::Unauthorized("Refresh token has expired".into()));
     }
-    if record.spent || !sessions::spend_refresh_token(tx.conn(), &token_hash, now).await? {
+    let fresh = record.spent_at.is_none()
+        && sessions::spend_refresh_token(tx.conn(), &token_hash, now).await?;
+    // Spent before, or just now by a concurrent refresh: within
+    // `refresh_reuse_interval` of that (two tabs refreshing at once) it
+    // gets another pair in its session; after, it is a reuse.
+    let grace = time::Duration::seconds(settings.refresh_reuse_interval as i64);
+    let in_grace =
+        settings.refresh_reuse_interval > 0 && now - record.spent_at.unwrap_or(now) <= grace;
+    if !fresh && !in_grace {
         sessions::revoke(tx.conn(), &record.session_id, record.user_id, now).await?;
         tx.commit().await?;
         // A stolen token, or a client that retried a refresh: either way
@@ -162,6 +221,7 @@ async fn refresh_pair(
             "Refresh token reuse detected: the session has been revoked".into(),
         ));
     }
+    sessions::touch(tx.conn(), &record.session_id, now).await?;
     let user = users::find(tx.conn(), record.user_id)
         .await?
         .filter(|user| user.is_active)

@@ -5,9 +5,10 @@ use rocket::serde::json::Json;
 use rocket::State;
 use rocket_okapi::openapi;
 
-use super::users::apply_update;
+use super::users::{apply_update, delete_account};
 use crate::auth::password::PasswordHasher;
 use crate::auth::AuthUser;
+use crate::config::Settings;
 use crate::db::Db;
 use crate::domain::auth::ChangePasswordRequest;
 use crate::domain::user::PatchMeRequest;
@@ -18,6 +19,8 @@ use crate::error::ApiError;
 use crate::error::Fails;
 use crate::extract::ValidJson;
 use crate::fairings::rate_limit::RateLimits;
+use crate::mail::worker::OutboxSignal;
+use crate::uploads::Storage;
 
 /// The signed-in user.
 #[openapi(tag = "Me")]
@@ -27,17 +30,35 @@ pub fn get_me(auth: AuthUser) -> Result<Json<UserResponse>, ApiError> {
 }
 
 /// Change one's own username, email or age.
+///
+/// A new email is unverified until the link sent to it is opened.
 #[openapi(tag = "Me")]
 #[patch("/users/me", data = "<body>")]
 pub async fn patch_me(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    settings: &State<Settings>,
+    outbox_signal: &State<OutboxSignal>,
     auth: AuthUser,
     body: ValidJson<PatchMeRequest>,
 ) -> Result<Json<UserResponse>, Fails<{ CONFLICT | UNAVAILABLE }>> {
     let update = UserUpdate::try_from(body.into_inner())?;
-    let user = apply_update(db, hasher, auth.id(), update).await?;
+    let user = apply_update(db, hasher, settings, outbox_signal, auth.id(), update).await?;
     Ok(Json(UserResponse::from(&user)))
+}
+
+/// Delete one's own account, with its sessions and uploads.
+///
+/// The last active admin cannot be deleted (409).
+#[openapi(tag = "Me")]
+#[delete("/users/me")]
+pub async fn delete_me(
+    db: &State<Db>,
+    storage: &State<Storage>,
+    auth: AuthUser,
+) -> Result<NoContent, Fails<{ CONFLICT | UNAVAILABLE }>> {
+    delete_account(db, storage, auth.id()).await?;
+    Ok(NoContent)
 }
 
 /// Change one's own password; every session of the user ends.
@@ -49,6 +70,8 @@ pub async fn patch_me(
 pub async fn change_password(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    settings: &State<Settings>,
+    outbox_signal: &State<OutboxSignal>,
     limits: RateLimits<'_>,
     auth: AuthUser,
     body: ValidJson<ChangePasswordRequest>,
@@ -66,6 +89,6 @@ pub async fn change_password(
         password: Some(Password::parse(body.new_password)?),
         ..UserUpdate::default()
     };
-    apply_update(db, hasher, auth.id(), update).await?;
+    apply_update(db, hasher, settings, outbox_signal, auth.id(), update).await?;
     Ok(NoContent)
 }

@@ -1,5 +1,6 @@
 //! The HTTP surface: one module per resource, mounted per API version.
 
+pub mod account;
 pub mod auth;
 pub mod catchers;
 pub mod health;
@@ -21,8 +22,15 @@ pub fn v1(settings: &OpenApiSettings) -> (Vec<Route>, OpenApi) {
         auth::token,
         auth::refresh,
         auth::logout,
+        account::request_password_reset,
+        account::confirm_password_reset,
+        account::verify_email,
+        account::resend_verification,
+        account::list_sessions,
+        account::end_session,
         me::get_me,
         me::patch_me,
+        me::delete_me,
         me::change_password,
         users::create_user,
         users::list_users,

@@ -5,9 +5,11 @@ use rocket::serde::json::Json;
 use rocket::State;
 use rocket_okapi::openapi;
 
+use crate::auth::account;
 use crate::auth::password::PasswordHasher;
 use crate::auth::{AuthConn, AuthUser};
 use crate::config::Settings;
+use crate::db::account_tokens::TokenKind;
 use crate::db::users::{self, Changes, SeenUser, UserRecord};
 use crate::db::{now, outbox, sessions, uploads, Db, DbPool};
 use crate::domain::user::{
@@ -32,6 +34,8 @@ impl From<&UserRecord> for UserResponse {
             age: user.age,
             role: user.role,
             is_active: user.is_active,
+            email_verified: Some(user.email_verified),
+            last_login_at: user.last_login_at,
             created_at: user.created_at,
             updated_at: user.updated_at,
         }
@@ -46,6 +50,8 @@ impl From<&SeenUser> for UserResponse {
         if seen.user.id != seen.caller_id && seen.caller_role != Role::Admin {
             shown.email = None;
             shown.age = None;
+            shown.email_verified = None;
+            shown.last_login_at = None;
         }
         shown
     }
@@ -54,8 +60,9 @@ impl From<&SeenUser> for UserResponse {
 /// Register a new user.
 ///
 /// Usernames and emails are unique ignoring case (409 when taken). Answers
-/// 201 with the user and its `Location`; a welcome email is queued with the
-/// user and sent in the background.
+/// 201 with the user and its `Location`; a welcome email, which carries the
+/// email verification link, is queued with the user and sent in the
+/// background.
 #[openapi(tag = "Users")]
 #[post("/users", data = "<body>")]
 pub async fn create_user(
@@ -78,16 +85,20 @@ pub async fn create_user(
             password_hash: &password_hash,
             age: new.age.map(Age::get),
             role: Role::User,
+            email_verified: false,
         },
         now,
     )
     .await?;
-    // The welcome email commits with the user, or neither does.
+    // The welcome email, with its verification token, commits with the
+    // user, or none of them does.
     if settings.smtp.enabled {
+        let token = account::issue(&mut tx, settings, &user, TokenKind::VerifyEmail, now).await?;
         let welcome = serde_json::to_string(&WelcomeEmail {
             user_id: user.id,
             username: user.username.clone(),
             email: user.email.clone(),
+            verify_token: Some(token),
         })
         .map_err(ApiError::internal("queueing the welcome email"))?;
         outbox::enqueue(tx.conn(), WELCOME_EMAIL, &welcome, Some(user.id), now).await?;
@@ -132,6 +143,8 @@ pub async fn get_user(
 pub async fn replace_user(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    settings: &State<Settings>,
+    outbox_signal: &State<OutboxSignal>,
     auth: AuthUser,
     user_id: Id,
     body: ValidJson<ReplaceUserRequest>,
@@ -139,7 +152,7 @@ pub async fn replace_user(
     let id = user_id.get()?;
     auth.ensure_self_or_admin(id)?;
     let update = UserUpdate::try_from(body.into_inner())?;
-    let user = apply_update(db, hasher, id, update).await?;
+    let user = apply_update(db, hasher, settings, outbox_signal, id, update).await?;
     Ok(Json(UserResponse::from(&user)))
 }
 
@@ -151,6 +164,8 @@ pub async fn replace_user(
 pub async fn patch_user(
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    settings: &State<Settings>,
+    outbox_signal: &State<OutboxSignal>,
     auth: AuthUser,
     user_id: Id,
     body: ValidJson<PatchUserRequest>,
@@ -164,7 +179,7 @@ pub async fn patch_user(
         )
         .into());
     }
-    let user = apply_update(db, hasher, id, update).await?;
+    let user = apply_update(db, hasher, settings, outbox_signal, id, update).await?;
     Ok(Json(UserResponse::from(&user)))
 }
 
@@ -182,6 +197,17 @@ pub async fn delete_user(
 ) -> Result<NoContent, Fails<{ FORBIDDEN | NOT_FOUND | CONFLICT | UNAVAILABLE }>> {
     let id = user_id.get()?;
     auth.ensure_self_or_admin(id)?;
+    delete_account(db, storage, id).await?;
+    Ok(NoContent)
+}
+
+/// Deletes user `id` with their sessions, tokens, jobs and uploads, keeping
+/// at least one active admin.
+pub(crate) async fn delete_account(
+    db: &DbPool,
+    storage: &Storage,
+    id: i64,
+) -> Result<(), ApiError> {
     let mut tx = db.begin().await?;
     let user = users::find(tx.conn(), id)
         .await?
@@ -196,14 +222,17 @@ pub async fn delete_user(
     for file in files {
         storage.remove(&file).await;
     }
-    Ok(NoContent)
+    Ok(())
 }
 
 /// Applies a validated update in one transaction, keeping at least one
-/// active admin; a new password or a deactivation ends every session.
+/// active admin; a new password or a deactivation ends every session, and
+/// a new email is unverified and sent a verification link.
 pub(crate) async fn apply_update(
     db: &DbPool,
     hasher: &PasswordHasher,
+    settings: &Settings,
+    outbox_signal: &OutboxSignal,
     id: i64,
     update: UserUpdate,
 ) -> Result<UserRecord, ApiError> {
@@ -219,6 +248,7 @@ pub(crate) async fn apply_update(
         role: update.role,
         is_active: update.is_active,
         password_hash,
+        email_verified: None,
     };
     let mut tx = db.begin().await?;
     let current = users::find(tx.conn(), id)
@@ -240,7 +270,17 @@ pub(crate) async fn apply_update(
     if changes.revoke_sessions {
         sessions::revoke_all(tx.conn(), id, now).await?;
     }
+    // A new address is unverified (the update saw to it) until the link
+    // sent to it is opened; the older token, sent to the old address, is
+    // replaced.
+    let new_address = user.email != current.email;
+    if new_address {
+        account::queue_email(&mut tx, settings, &user, TokenKind::VerifyEmail, now).await?;
+    }
     tx.commit().await?;
+    if new_address {
+        outbox_signal.job_queued();
+    }
     Ok(user)
 }
 

@@ -75,6 +75,10 @@ async fn login_with_json_returns_a_bearer_pair_that_works() {
 
     let me = me(&app, &format!("Bearer {token}")).await;
     assert_eq!(me.status, Status::Ok);
+    // The registered user, with the login just made.
+    let mut registered = registered.clone();
+    registered["last_login_at"] = me.body["last_login_at"].clone();
+    assert!(me.body["last_login_at"].is_string());
     assert_eq!(me.body, registered);
 }
 

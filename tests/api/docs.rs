@@ -69,6 +69,9 @@ async fn every_mounted_route_is_documented_with_security_and_errors() {
                 | ("post", "/api/v1/auth/login")
                 | ("post", "/api/v1/auth/token")
                 | ("post", "/api/v1/auth/refresh")
+                | ("post", "/api/v1/auth/password-reset")
+                | ("post", "/api/v1/auth/password-reset/confirm")
+                | ("post", "/api/v1/auth/verify-email")
         ) || path.starts_with("/health")
             || path == "/metrics";
         // Refused before routing, whatever the route: a query that is not

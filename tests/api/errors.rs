@@ -30,7 +30,7 @@ async fn a_known_path_with_an_unknown_method_is_405_with_allow() {
         .request("PUT", "/api/v1/users/me", Some(&json!({})), &[])
         .await;
     assert_eq!(me.status, Status::MethodNotAllowed, "{}", me.text);
-    assert_eq!(me.header("Allow"), Some("GET, HEAD, PATCH"));
+    assert_eq!(me.header("Allow"), Some("DELETE, GET, HEAD, PATCH"));
     let search = app
         .request("DELETE", "/api/v1/users/search?query=a", None, &[])
         .await;

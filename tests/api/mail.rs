@@ -1,146 +1,15 @@
 //! Welcome emails through the outbox, against a real SMTP server process
-//! (aiosmtpd, tests/smtp/sink.py).
+//! (aiosmtpd, tests/smtp/sink.py; see `smtp.rs`).
 
 use std::net::TcpListener;
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use rocket::figment::Figment;
 use rocket::http::Status;
 use rocket_db_pools::Database;
 use serde_json::json;
 
 use crate::helpers::{free_port, TestApp, PASSWORD};
-
-/// The Python with aiosmtpd that `tests/run` prepares (`ROSTER_TEST_PYTHON`),
-/// else `python3`.
-fn python() -> String {
-    std::env::var("ROSTER_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
-}
-
-/// An SMTP server process of this test's own.
-struct SmtpSink {
-    child: Child,
-    port: u16,
-    maildir: tempfile::TempDir,
-}
-
-impl SmtpSink {
-    fn start(refuse: bool) -> SmtpSink {
-        Self::start_on(free_port(), refuse)
-    }
-
-    fn start_on(port: u16, refuse: bool) -> SmtpSink {
-        Self::start_with(port, if refuse { &["--refuse"] } else { &[] })
-    }
-
-    /// A sink that takes `seconds` to accept each message.
-    fn start_slow(seconds: f64) -> SmtpSink {
-        Self::start_with(free_port(), &["--delay", &seconds.to_string()])
-    }
-
-    fn start_with(port: u16, args: &[&str]) -> SmtpSink {
-        use std::io::{BufRead, BufReader};
-        let maildir = tempfile::tempdir().unwrap();
-        let script = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/smtp/sink.py");
-        let mut command = Command::new(python());
-        command
-            .arg(script)
-            .args(["--port", &port.to_string(), "--maildir"])
-            .arg(maildir.path())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        command.args(args);
-        let mut child = command
-            .spawn()
-            .expect("python runs (tests/run installs aiosmtpd)");
-        let mut line = String::new();
-        BufReader::new(child.stdout.take().unwrap())
-            .read_line(&mut line)
-            .unwrap();
-        assert_eq!(
-            line.trim(),
-            "ready",
-            "the SMTP server did not start (is aiosmtpd installed?)"
-        );
-        SmtpSink {
-            child,
-            port,
-            maildir,
-        }
-    }
-
-    fn url(&self) -> String {
-        format!("smtp://127.0.0.1:{}", self.port)
-    }
-
-    fn messages(&self) -> Vec<String> {
-        let mut paths: Vec<_> = std::fs::read_dir(self.maildir.path())
-            .unwrap()
-            .filter_map(|e| e.ok().map(|e| e.path()))
-            .filter(|p| p.extension().is_some_and(|e| e == "eml"))
-            .collect();
-        paths.sort();
-        paths
-            .iter()
-            .map(|p| std::fs::read_to_string(p).unwrap())
-            .collect()
-    }
-
-    async fn wait_for(&self, count: usize, within: Duration) -> Vec<String> {
-        let deadline = Instant::now() + within;
-        loop {
-            let messages = self.messages();
-            if messages.len() >= count || Instant::now() > deadline {
-                return messages;
-            }
-            rocket::tokio::time::sleep(Duration::from_millis(100)).await;
-        }
-    }
-}
-
-impl Drop for SmtpSink {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn smtp(url: String, give_up_after: u64) -> impl FnOnce(Figment) -> Figment {
-    move |f| {
-        f.merge(("smtp.url", url))
-            .merge(("smtp.give_up_after", give_up_after))
-    }
-}
-
-async fn jobs(app: &TestApp) -> Vec<roster::db::outbox::JobStatus> {
-    let db = roster::db::Db::fetch(app.client.rocket()).unwrap();
-    let mut conn = db.acquire().await.unwrap();
-    roster::db::outbox::list(conn.conn()).await.unwrap()
-}
-
-async fn wait_for_status(
-    app: &TestApp,
-    status: &str,
-    within: Duration,
-) -> Vec<roster::db::outbox::JobStatus> {
-    let deadline = Instant::now() + within;
-    loop {
-        let jobs = jobs(app).await;
-        if jobs.iter().all(|j| j.status == status) || Instant::now() > deadline {
-            return jobs;
-        }
-        rocket::tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-}
-
-fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
-    message.lines().find_map(|line| {
-        let (key, value) = line.split_once(':')?;
-        key.eq_ignore_ascii_case(name).then(|| value.trim())
-    })
-}
+use crate::smtp::{header, jobs, smtp, wait_for_status, SmtpSink};
 
 #[rocket::async_test]
 async fn a_registration_sends_a_welcome_email_with_text_and_html() {

@@ -2,6 +2,7 @@
 //! See `helpers.rs` for how each test gets its own database, and
 //! `server.rs` for the tests that run the real binary.
 
+mod accounts;
 mod auth;
 mod binary;
 mod changes;
@@ -22,6 +23,7 @@ mod request;
 mod search;
 mod server;
 mod sessions;
+mod smtp;
 mod stalls;
 mod telemetry;
 mod tokens;

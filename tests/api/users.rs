@@ -54,8 +54,13 @@ async fn registration_returns_201_with_location_and_the_user_without_secrets() {
         .map(|k| k.as_str())
         .collect();
     assert_eq!(
+        reply.body["email_verified"], false,
+        "a registration is unverified"
+    );
+    assert_eq!(reply.body["last_login_at"], serde_json::Value::Null);
+    assert_eq!(
         keys.len(),
-        8,
+        10,
         "exactly the documented fields, never a password or hash: {keys:?}"
     );
     assert!(
@@ -67,7 +72,11 @@ async fn registration_returns_201_with_location_and_the_user_without_secrets() {
     let alice = app.sign_in("alice").await;
     let fetched = app.get_as(&alice, &format!("/api/v1/users/{id}")).await;
     assert_eq!(fetched.status, Status::Ok);
-    assert_eq!(fetched.body, reply.body);
+    // The same user, but for the login that just happened.
+    let mut registered = reply.body.clone();
+    registered["last_login_at"] = fetched.body["last_login_at"].clone();
+    assert!(fetched.body["last_login_at"].is_string());
+    assert_eq!(fetched.body, registered);
 }
 
 #[rocket::async_test]

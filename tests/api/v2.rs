@@ -135,6 +135,7 @@ async fn walking_1000_users_while_others_register_returns_each_exactly_once() {
                 password_hash: &hash,
                 age: None,
                 role: roster::domain::Role::User,
+                email_verified: false,
             },
             roster::db::now(),
         )

@@ -11,8 +11,18 @@ import sys
 from io import BytesIO
 
 from roster_v1 import AuthenticatedClient, Client
-from roster_v1.api.auth import auth_login, auth_logout, auth_refresh, auth_token
-from roster_v1.api.me import me_change_password, me_get_me, me_patch_me
+from roster_v1.api.auth import (
+    account_end_session,
+    account_list_sessions,
+    account_request_password_reset,
+    account_resend_verification,
+    account_verify_email,
+    auth_login,
+    auth_logout,
+    auth_refresh,
+    auth_token,
+)
+from roster_v1.api.me import me_change_password, me_delete_me, me_get_me, me_patch_me
 from roster_v1.api.uploads import (
     uploads_create_upload,
     uploads_delete_upload,
@@ -21,19 +31,23 @@ from roster_v1.api.uploads import (
 )
 from roster_v1.api.users import search_search_users, users_create_user, users_list_users
 from roster_v1.models import (
+    Accepted,
     ChangePasswordRequest,
     CreateUserRequest,
     ErrorBody,
     LoginRequest,
+    PasswordResetRequest,
     PatchMeRequest,
     RefreshRequest,
     Role,
+    SessionResponse,
     TokenForm,
     TokenFormGrantType,
     TokenResponse,
     UploadResponse,
     UploadsCreateUploadBody,
     UserResponse,
+    VerifyEmailRequest,
 )
 from roster_v1.types import File
 from roster_v2 import AuthenticatedClient as ClientV2
@@ -215,6 +229,40 @@ def main():
     expect(me_get_me.sync_detailed(client=client), 401, ErrorBody)
     expect(auth_refresh.sync_detailed(client=public, body=RefreshRequest(refresh_token=pair.refresh_token)), 401, ErrorBody)
     ok("logout: 204; then the access token and the refresh token 401")
+
+    def login():
+        return expect(
+            auth_login.sync_detailed(client=public, body=LoginRequest(username=name, password=new_password)),
+            200,
+            TokenResponse,
+        )
+
+    first, second = login(), login()
+    client = signed_in(second.access_token)
+    listed = expect(account_list_sessions.sync_detailed(client=client), 200, list)
+    assert len(listed) == 2 and all(isinstance(s, SessionResponse) for s in listed), listed
+    assert [s.current for s in listed].count(True) == 1, listed
+    other = next(s for s in listed if not s.current)
+    expect(account_end_session.sync_detailed(other.id, client=client), 204, None)
+    expect(me_get_me.sync_detailed(client=signed_in(first.access_token)), 401, ErrorBody)
+    expect(me_get_me.sync_detailed(client=client), 200, UserResponse)
+    ok("sessions: 200 list[SessionResponse], two listed, the other ended with 204 (its token then 401)")
+
+    accepted = expect(
+        account_request_password_reset.sync_detailed(
+            client=public, body=PasswordResetRequest(email=f"{name}.new@example.com")
+        ),
+        202,
+        Accepted,
+    )
+    assert accepted.detail == "If that address is registered, a reset email is on its way", accepted
+    expect(account_verify_email.sync_detailed(client=public, body=VerifyEmailRequest(token="0" * 64)), 400, ErrorBody)
+    expect(account_resend_verification.sync_detailed(client=client), 202, Accepted)
+    ok("password reset request 202 Accepted; a token no email carried 400; a verification resent 202")
+
+    expect(me_delete_me.sync_detailed(client=client), 204, None)
+    expect(auth_login.sync_detailed(client=public, body=LoginRequest(username=name, password=new_password)), 401, ErrorBody)
+    ok("delete me: 204; then the account signs in no more (401)")
     print("python flow: passed")
 
 

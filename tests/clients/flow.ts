@@ -253,6 +253,50 @@ async function main() {
     expectError(await publicClient.POST("/api/v1/auth/refresh", { body: { refresh_token: pair.refresh_token } }), 401);
     ok("logout: 204; then the access token and the refresh token 401");
   }
+
+  {
+    const login = async () => {
+      const { data } = await publicClient.POST("/api/v1/auth/login", {
+        body: { username: name, password: newPassword },
+        headers: { "User-Agent": "roster-client-test" },
+      });
+      assert(data);
+      return data;
+    };
+    const first = await login();
+    const second = await login();
+    client = signedIn(second.access_token);
+    const { data, response } = await client.GET("/api/v1/auth/sessions");
+    assert.equal(response.status, 200);
+    assert(data);
+    assert.equal(data.length, 2, JSON.stringify(data));
+    const current = data.filter((s) => s.current);
+    assert.equal(current.length, 1, JSON.stringify(data));
+    const other = data.find((s) => !s.current);
+    assert(other);
+    const ended = await client.DELETE("/api/v1/auth/sessions/{id}", { params: { path: { id: other.id } } });
+    assert.equal(ended.response.status, 204);
+    expectError(await signedIn(first.access_token).GET("/api/v1/users/me"), 401);
+    assert.equal((await client.GET("/api/v1/users/me")).response.status, 200);
+    ok("sessions: 200 SessionResponse[], two listed, the other ended with 204 (its token then 401)");
+  }
+
+  {
+    const reset = await publicClient.POST("/api/v1/auth/password-reset", { body: { email: `${name}@example.com` } });
+    assert.equal(reset.response.status, 202);
+    assert.equal(reset.data?.detail, "If that address is registered, a reset email is on its way");
+    expectError(await publicClient.POST("/api/v1/auth/verify-email", { body: { token: "0".repeat(64) } }), 400);
+    const resend = await client.POST("/api/v1/auth/verify-email/resend");
+    assert.equal(resend.response.status, 202, JSON.stringify(resend.error));
+    ok("password reset request 202; a token no email carried 400; a verification resent 202");
+  }
+
+  {
+    const deleted = await client.DELETE("/api/v1/users/me");
+    assert.equal(deleted.response.status, 204, JSON.stringify(deleted.error));
+    expectError(await publicClient.POST("/api/v1/auth/login", { body: { username: name, password: newPassword } }), 401);
+    ok("delete me: 204; then the account signs in no more (401)");
+  }
   console.log("typescript flow: passed");
 }
 

@@ -21,7 +21,9 @@ the token endpoint (form) and login (JSON), me, list, search, a v2 cursor
 walk to the end that sees each user of the run once, patch, a password
 change (the old tokens then fail), refresh, an upload (bytes that are not
 UTF-8), its download (the same bytes), its deletion, and logout (the token
-then fails).
+then fails), then the account's own: two sessions listed and one ended, a
+password reset asked for, a verification token refused and one resent, and
+the account deleted.
 
 Nothing generated is edited by hand. Documents, generated code, compiler
 output and the server's log go to the artifacts directory, never into the
@@ -84,7 +86,8 @@ class Server:
             ROCKET_JWT_SECRET="clients-test-secret-0123456789abcdef",
             ROCKET_LOG_LEVEL="critical",
             # Each flow registers and signs in a handful of times from one address.
-            ROCKET_RATE_LIMIT="{per_minute=1000000,login_per_minute=1000000,register_per_minute=1000000}",
+            ROCKET_RATE_LIMIT="{per_minute=1000000,login_per_minute=1000000,register_per_minute=1000000,"
+            "password_reset_per_hour=1000000,account_email_per_hour=1000000}",
             DATABASE_URL=database_url,
         )
         self.log = open(log_path, "w")

@@ -56,7 +56,8 @@ class Server:
             ROCKET_JWT_SECRET="docs-test-secret-0123456789abcdef0123",
             ROCKET_LOG_LEVEL="critical",
             # The fuzzer sends thousands of requests from one address.
-            ROCKET_RATE_LIMIT="{per_minute=10000000,login_per_minute=10000000,register_per_minute=10000000}",
+            ROCKET_RATE_LIMIT="{per_minute=10000000,login_per_minute=10000000,register_per_minute=10000000,"
+            "password_reset_per_hour=10000000,account_email_per_hour=10000000}",
             DATABASE_URL=database_url,
         )
         self.log = open(Path(workdir) / "server.log", "w")

@@ -121,6 +121,7 @@ pub fn build_rocket(figment: Figment) -> Result<Rocket<Build>, ConfigError> {
         .attach(Db::init())
         .attach(startup::database())
         .attach(startup::upload_storage())
+        .attach(startup::upload_sweeper())
         // Once serving: background work, and the line that says where.
         .attach(auth::pruner::fairing())
         .attach_some(settings.smtp.enabled.then_some(outbox_worker))

@@ -11,6 +11,7 @@ use std::collections::HashSet;
 use std::io;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::time::SystemTime;
 
 use dashmap::DashMap;
 
@@ -82,23 +83,40 @@ impl Storage {
         }
     }
 
-    /// Start-up repair after a crash: removes half-received files and files
-    /// without a row (the file is renamed into place before its row
-    /// commits, and the row deleted before the file). Returns how many
-    /// files went, and how many rows have no file (reported, not touched:
-    /// a misconfigured `upload.dir` must not cost metadata).
-    pub fn repair(&self, known_ids: &HashSet<String>) -> io::Result<(usize, usize)> {
-        for entry in std::fs::read_dir(self.tmp_dir())? {
-            remove_quietly(&entry?.path());
-        }
+    /// Removes what a crash left: half-received files, and files without a
+    /// row (a file is renamed into place before its row commits, and a row
+    /// deleted before its file), `known_ids` being the rows listed before
+    /// the call. Only files last written before `cutoff` go: several
+    /// instances may share `upload.dir`, and a younger file may be another
+    /// instance's upload in progress, or one about to be recorded. Returns
+    /// how many files went, and how many rows have no file (reported, not
+    /// touched: a misconfigured `upload.dir` must not cost metadata).
+    pub fn repair(
+        &self,
+        known_ids: &HashSet<String>,
+        cutoff: SystemTime,
+    ) -> io::Result<(usize, usize)> {
+        let stale = |entry: &std::fs::DirEntry| {
+            entry
+                .metadata()
+                .and_then(|meta| meta.modified())
+                .is_ok_and(|modified| modified < cutoff)
+        };
         let mut removed = 0;
+        for entry in std::fs::read_dir(self.tmp_dir())? {
+            let entry = entry?;
+            if stale(&entry) {
+                remove_quietly(&entry.path());
+                removed += 1;
+            }
+        }
         let mut present = HashSet::new();
         for entry in std::fs::read_dir(self.files_dir())? {
             let entry = entry?;
             let name = entry.file_name().to_string_lossy().into_owned();
             if known_ids.contains(&name) {
                 present.insert(name);
-            } else {
+            } else if stale(&entry) {
                 remove_quietly(&entry.path());
                 removed += 1;
             }
@@ -106,6 +124,11 @@ impl Storage {
         Ok((removed, known_ids.len() - present.len()))
     }
 }
+
+/// How old a file without a row must be before a sweep removes it: older
+/// than any upload in progress can be (`upload.idle_timeout` is at most an
+/// hour between two reads, and a finished file's row commits at once).
+pub const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
 
 fn remove_quietly(path: &Path) {
     if let Err(err) = std::fs::remove_file(path) {

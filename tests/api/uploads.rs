@@ -422,8 +422,16 @@ async fn deleting_an_upload_or_its_owner_removes_the_files() {
     );
 }
 
+/// Writes `bytes` to `path`, last modified `age` ago.
+fn write_aged(path: &std::path::Path, bytes: &[u8], age: std::time::Duration) {
+    std::fs::write(path, bytes).unwrap();
+    let file = std::fs::File::options().write(true).open(path).unwrap();
+    file.set_modified(std::time::SystemTime::now() - age)
+        .unwrap();
+}
+
 #[rocket::async_test]
-async fn start_up_removes_half_received_and_orphan_files() {
+async fn start_up_removes_old_half_received_and_orphan_files_only() {
     let app = TestApp::spawn().await;
     let alice = app.user("alice").await;
     let kept = upload(&app, &alice, "keep.txt", b"k").await.body["id"]
@@ -431,12 +439,30 @@ async fn start_up_removes_half_received_and_orphan_files() {
         .unwrap()
         .to_owned();
     let files = app.upload_dir.join("files");
-    std::fs::write(files.join(uuid::Uuid::new_v4().to_string()), b"orphan").unwrap();
-    std::fs::write(app.upload_dir.join("tmp/crashed.part"), b"half").unwrap();
+    let tmp = app.upload_dir.join("tmp");
+    let hours = |n: u64| std::time::Duration::from_secs(n * 3600);
+    // What a crash left, long ago.
+    write_aged(
+        &files.join(uuid::Uuid::new_v4().to_string()),
+        b"orphan",
+        hours(3),
+    );
+    write_aged(&tmp.join("crashed.part"), b"half", hours(3));
+    // What another instance sharing the directory is receiving, or has
+    // just put in place before its row commits: a start-up must leave it.
+    let young = uuid::Uuid::new_v4().to_string();
+    write_aged(&files.join(&young), b"being recorded", hours(1));
+    write_aged(
+        &tmp.join("receiving.part"),
+        b"half",
+        std::time::Duration::ZERO,
+    );
     let dir = app.upload_dir.display().to_string();
     let restarted = app.spawn_sharing(|f| f.merge(("upload.dir", dir))).await;
-    assert_eq!(files_in(&files), std::slice::from_ref(&kept));
-    assert!(files_in(&app.upload_dir.join("tmp")).is_empty());
+    let mut expected = vec![kept.clone(), young];
+    expected.sort();
+    assert_eq!(files_in(&files), expected);
+    assert_eq!(files_in(&tmp), ["receiving.part"]);
     let alice_again = restarted.sign_in("alice").await;
     assert_eq!(content(&restarted, &alice_again, &kept).await.2, b"k");
 }

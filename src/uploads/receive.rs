@@ -26,6 +26,53 @@ const FRAMING_ALLOWANCE: u64 = 64 * 1024;
 /// How much of the start of a file is kept to recognise its type.
 const SNIFF_BYTES: usize = 8192;
 
+/// The most of the body the multipart parser is handed in one go.
+const BURST_BYTES: usize = 64 * 1024;
+
+/// Hands the multipart parser at most [`BURST_BYTES`] before it has to
+/// come back: multer reads its stream until the stream is pending, so a
+/// client that keeps the socket full while the server is short of CPU
+/// would otherwise have it buffer the body far ahead of the file being
+/// written (tens of MiB were seen).
+struct Paced<S> {
+    inner: S,
+    given: usize,
+}
+
+impl<S> Paced<S> {
+    fn new(inner: S) -> Self {
+        Paced { inner, given: 0 }
+    }
+}
+
+impl<S> futures_core::Stream for Paced<S>
+where
+    S: futures_core::Stream<Item = std::io::Result<bytes::Bytes>> + Unpin,
+{
+    type Item = std::io::Result<bytes::Bytes>;
+
+    fn poll_next(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Self::Item>> {
+        use std::task::Poll;
+        if self.given >= BURST_BYTES {
+            // Pending for now, and ready again at once: the parser turns
+            // what it has into chunks for the writer first.
+            self.given = 0;
+            cx.waker().wake_by_ref();
+            return Poll::Pending;
+        }
+        let next = std::pin::Pin::new(&mut self.inner).poll_next(cx);
+        match &next {
+            Poll::Ready(Some(Ok(chunk))) => self.given += chunk.len(),
+            Poll::Pending => self.given = 0,
+            Poll::Ready(_) => {}
+        }
+        next
+    }
+}
+
 /// A received file, still in its temporary place.
 pub struct Received {
     pub temp: TempFile,
@@ -95,7 +142,7 @@ pub async fn receive(
     // One byte past the limit reaches multer, so that it reports the excess
     // rather than a truncated body.
     let body = idle_limited(data.open(limit.saturating_add(1).bytes()), bounds.idle);
-    let stream = ReaderStream::new(body);
+    let stream = Paced::new(ReaderStream::new(Box::pin(body)));
     let constraints = Constraints::new().size_limit(
         SizeLimit::new()
             .whole_stream(limit)
@@ -224,5 +271,40 @@ fn multipart_error(err: multer::Error, bounds: &Bounds) -> ApiError {
         }
         multer::Error::StreamReadFailed(err) if is_stall(&*err) => stalled(bounds.idle),
         other => ApiError::BadRequest(format!("Malformed multipart body: {other}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_core::Stream;
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+
+    /// A stream that always has another 4 KiB chunk ready, as a socket kept
+    /// full by a fast client.
+    struct Endless;
+
+    impl Stream for Endless {
+        type Item = std::io::Result<bytes::Bytes>;
+
+        fn poll_next(self: Pin<&mut Self>, _: &mut Context<'_>) -> Poll<Option<Self::Item>> {
+            Poll::Ready(Some(Ok(bytes::Bytes::from(vec![0u8; 4096]))))
+        }
+    }
+
+    #[test]
+    fn the_parser_is_handed_a_burst_at_a_time_however_much_is_ready() {
+        let waker = futures::task::noop_waker();
+        let mut cx = Context::from_waker(&waker);
+        let mut paced = Paced::new(Endless);
+        for _ in 0..3 {
+            let mut burst = 0;
+            while let Poll::Ready(Some(Ok(chunk))) = Pin::new(&mut paced).poll_next(&mut cx) {
+                burst += chunk.len();
+                assert!(burst <= BURST_BYTES + 4096, "{burst}");
+            }
+            assert!(burst >= BURST_BYTES, "{burst}");
+        }
     }
 }

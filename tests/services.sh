@@ -65,15 +65,14 @@ ensure_chromium() {
     fi
 }
 
-# Prints the Python of a virtualenv outside the clone holding
-# tests/docs/requirements.txt; reinstalled only when that file changes.
-ensure_python_tools() {
-    local venv=${ROSTER_VENV:-$ROSTER_CACHE/venv}
-    local requirements=tests/docs/requirements.txt
+# Prints the Python of virtualenv $1 holding requirements file $2 (what for:
+# $3), made or remade only when that file changes (a stamp of its hash).
+ensure_venv() {
+    local venv=$1 requirements=$2 what=$3
     local stamp="$venv/.requirements.sha256"
     local want; want=$(sha256sum "$requirements" | cut -d' ' -f1)
     if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "installing the Python test tools into $venv"
+        say "installing $what into $venv"
         python3 -m venv "$venv" >&2
         "$venv/bin/pip" install -q --upgrade pip >&2
         "$venv/bin/pip" install -q -r "$requirements" >&2
@@ -82,23 +81,17 @@ ensure_python_tools() {
     printf '%s\n' "$venv/bin/python"
 }
 
-# Prints the Python of a second virtualenv outside the clone, holding
-# tests/clients/requirements.txt (the Python client generator), kept apart
-# from the one above so that their dependencies never clash; reinstalled
-# only when that file changes.
+# The Python test tools (tests/docs/requirements.txt), outside the clone.
+ensure_python_tools() {
+    ensure_venv "${ROSTER_VENV:-$ROSTER_CACHE/venv}" tests/docs/requirements.txt \
+        "the Python test tools"
+}
+
+# The Python client generator (tests/clients/requirements.txt), in a
+# virtualenv of its own so that its dependencies never meet the above.
 ensure_client_python_tools() {
-    local venv=$ROSTER_CACHE/clients-venv
-    local requirements=tests/clients/requirements.txt
-    local stamp="$venv/.requirements.sha256"
-    local want; want=$(sha256sum "$requirements" | cut -d' ' -f1)
-    if [ ! -x "$venv/bin/python" ] || [ "$(cat "$stamp" 2>/dev/null)" != "$want" ]; then
-        say "installing the client generators (Python) into $venv"
-        python3 -m venv "$venv" >&2
-        "$venv/bin/pip" install -q --upgrade pip >&2
-        "$venv/bin/pip" install -q -r "$requirements" >&2
-        printf '%s\n' "$want" > "$stamp"
-    fi
-    printf '%s\n' "$venv/bin/python"
+    ensure_venv "$ROSTER_CACHE/clients-venv" tests/clients/requirements.txt \
+        "the client generators (Python)"
 }
 
 # Prints a directory outside the clone where `npm ci` installed

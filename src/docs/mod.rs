@@ -332,8 +332,16 @@ impl Fixed {
 
 #[rocket::async_trait]
 impl Handler for Fixed {
-    async fn handle<'r>(&self, req: &'r Request<'_>, _: Data<'r>) -> Outcome<'r> {
-        Outcome::from(req, (self.content_type.clone(), self.body.to_vec()))
+    async fn handle<'r>(&self, _: &'r Request<'_>, _: Data<'r>) -> Outcome<'r> {
+        // The shared bytes, not a copy per request.
+        let response = rocket::Response::build()
+            .header(self.content_type.clone())
+            .sized_body(
+                self.body.len(),
+                std::io::Cursor::new(Arc::clone(&self.body)),
+            )
+            .finalize();
+        Outcome::Success(response)
     }
 }
 

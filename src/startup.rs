@@ -81,10 +81,10 @@ pub fn database() -> AdHoc {
     })
 }
 
-/// Opens `upload.dir`, sweeps what a crash may have left there, and
-/// manages the [`Storage`] ([`upload_sweeper`] sweeps again every hour, so
-/// that with several instances on one directory, what one left is cleaned
-/// by any of them).
+/// Opens the upload store (`upload.dir` or the bucket of `upload.s3`),
+/// sweeps what a crash may have left there, and manages the [`Storage`]
+/// ([`upload_sweeper`] sweeps again every hour, so that with several
+/// instances on one store, what one left is cleaned by any of them).
 pub fn upload_storage() -> AdHoc {
     AdHoc::try_on_ignite("Upload storage", |rocket| {
         Box::pin(async move {
@@ -103,26 +103,19 @@ async fn open_storage(rocket: &Rocket<Build>) -> Result<Storage, String> {
     let (Some(settings), Some(db)) = (rocket.state::<Settings>(), Db::fetch(rocket)) else {
         return Err("the settings or the database are not managed".to_owned());
     };
-    let dir = &settings.upload.dir;
-    let storage =
-        Storage::open(dir).map_err(|err| format!("upload.dir {dir:?} is not usable: {err}"))?;
-    sweep_uploads(&storage, db, dir).await?;
+    let storage = Storage::open(&settings.upload).await?;
+    sweep_uploads(&storage, db).await?;
     Ok(storage)
 }
 
-/// Sweeps `upload.dir` every hour from liftoff until shutdown.
+/// Sweeps the upload store every hour from liftoff until shutdown.
 pub fn upload_sweeper() -> AdHoc {
     AdHoc::on_liftoff("Upload sweeper", |rocket| {
         Box::pin(async move {
-            let (Some(storage), Some(settings), Some(db)) = (
-                rocket.state::<Storage>(),
-                rocket.state::<Settings>(),
-                Db::fetch(rocket),
-            ) else {
+            let (Some(storage), Some(db)) = (rocket.state::<Storage>(), Db::fetch(rocket)) else {
                 return;
             };
             let (storage, pool) = (storage.clone(), (**db).clone());
-            let dir = settings.upload.dir.clone();
             let mut shutdown = rocket.shutdown();
             rocket::tokio::spawn(async move {
                 let mut ticks = rocket::tokio::time::interval(SWEEP_EVERY);
@@ -133,7 +126,7 @@ pub fn upload_sweeper() -> AdHoc {
                         _ = ticks.tick() => {}
                         _ = &mut shutdown => break,
                     }
-                    if let Err(message) = sweep_uploads(&storage, &pool, &dir).await {
+                    if let Err(message) = sweep_uploads(&storage, &pool).await {
                         tracing::warn!("{message}");
                     }
                 }
@@ -142,13 +135,13 @@ pub fn upload_sweeper() -> AdHoc {
     })
 }
 
-/// How often a serving instance sweeps `upload.dir`.
+/// How often a serving instance sweeps the upload store.
 const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(3600);
 
-/// Removes files of `upload.dir` that no row names (or half-received ones)
-/// and that are older than [`crate::uploads::ORPHAN_AGE`]; reports rows
-/// without a file.
-async fn sweep_uploads(storage: &Storage, db: &db::DbPool, dir: &str) -> Result<(), String> {
+/// Removes files of the upload store that no row names (or half-received
+/// ones) and that are older than [`crate::uploads::ORPHAN_AGE`]; reports
+/// rows without a file.
+async fn sweep_uploads(storage: &Storage, db: &db::DbPool) -> Result<(), String> {
     let ids = async {
         let mut conn = db.acquire().await?;
         db::uploads::all_ids(conn.conn()).await
@@ -157,13 +150,14 @@ async fn sweep_uploads(storage: &Storage, db: &db::DbPool, dir: &str) -> Result<
     .map_err(|err| format!("cannot list uploads: {err}"))?;
     let cutoff = std::time::SystemTime::now() - crate::uploads::ORPHAN_AGE;
     let (removed, missing) = storage
-        .repair(&ids.into_iter().collect(), cutoff)
-        .map_err(|err| format!("cannot check upload.dir {dir:?}: {err}"))?;
+        .repair(ids.into_iter().collect(), cutoff)
+        .await
+        .map_err(|err| format!("cannot check {}: {err}", storage.describe()))?;
     if removed > 0 {
         tracing::warn!("removed {removed} orphan upload files");
     }
     if missing > 0 {
-        tracing::error!("{missing} uploads have no file in {dir:?}");
+        tracing::error!("{missing} uploads have no file in {}", storage.describe());
     }
     Ok(())
 }

@@ -154,6 +154,106 @@ ensure_redis() {
     fi
 }
 
+# Garage, the S3-compatible object store the upload tests and the cluster
+# test use: version 2.5.0, one binary under $ROSTER_CACHE/garage. It comes
+# from $ROSTER_GARAGE_XZ when that names an xz-packed build whose unpacked
+# sha256 is the one below (CI passes one: building takes ~25 minutes on two
+# cores), else from `cargo install` (once per machine).
+GARAGE_VERSION=2.5.0
+GARAGE_SHA256=b726b295ba0631e22b22b16150e2faaadf7afe961afbefc21c18064125281dba
+ensure_garage_binary() {
+    local root=$ROSTER_CACHE/garage
+    local bin=$root/bin/garage
+    if [ -x "$bin" ] && "$bin" --version 2>/dev/null | grep -q "cargo:$GARAGE_VERSION"; then
+        printf '%s\n' "$bin"
+        return 0
+    fi
+    mkdir -p "$root/bin"
+    local xz=${ROSTER_GARAGE_XZ:-}
+    if [ -n "$xz" ] && [ -f "$xz" ]; then
+        command -v xz >/dev/null 2>&1 || apt_install xz-utils
+        xz -dc "$xz" > "$bin.new"
+        if [ "$(sha256sum "$bin.new" | cut -d' ' -f1)" = "$GARAGE_SHA256" ]; then
+            chmod +x "$bin.new" && mv "$bin.new" "$bin"
+            say "Garage $GARAGE_VERSION unpacked from $xz"
+        else
+            rm -f "$bin.new"
+            say "$xz is not Garage $GARAGE_VERSION (sha256 differs): building it instead"
+        fi
+    fi
+    if [ ! -x "$bin" ]; then
+        say "building Garage $GARAGE_VERSION with cargo install (about 25 minutes on two cores, once)"
+        env -u CARGO_TARGET_DIR cargo install --locked --quiet --root "$root" garage --version "$GARAGE_VERSION" >&2
+    fi
+    printf '%s\n' "$bin"
+}
+
+# Exports ROSTER_TEST_S3_{ENDPOINT,BUCKET,REGION,ACCESS_KEY_ID,SECRET_ACCESS_KEY}
+# for an S3 bucket the tests may use: the ones given, or else a single-node
+# Garage on 127.0.0.1:3900 (its state under $ROSTER_CACHE/garage), started
+# and given its layout, key and bucket where missing. Like PostgreSQL and
+# Redis it is left running for the next run; tests never stop it. Also
+# exports ROSTER_GARAGE (the binary) and ROSTER_GARAGE_CONFIG.
+ensure_s3() {
+    if [ -n "${ROSTER_TEST_S3_ENDPOINT:-}" ]; then
+        return 0
+    fi
+    local bin; bin=$(ensure_garage_binary) || return 1
+    local root=$ROSTER_CACHE/garage
+    local config=$root/garage.toml
+    mkdir -p "$root/meta" "$root/data"
+    if [ ! -f "$config" ]; then
+        local secret; secret=$(od -An -tx1 -N32 /dev/urandom | tr -d ' \n')
+        printf '%s\n' \
+            "metadata_dir = \"$root/meta\"" \
+            "data_dir = \"$root/data\"" \
+            'db_engine = "sqlite"' \
+            'replication_factor = 1' \
+            'rpc_bind_addr = "127.0.0.1:3901"' \
+            'rpc_public_addr = "127.0.0.1:3901"' \
+            "rpc_secret = \"$secret\"" \
+            '' \
+            '[s3_api]' \
+            's3_region = "garage"' \
+            'api_bind_addr = "127.0.0.1:3900"' > "$config.new"
+        chmod 600 "$config.new" && mv "$config.new" "$config"
+    fi
+    export ROSTER_GARAGE=$bin ROSTER_GARAGE_CONFIG=$config
+    local garage=("$bin" -c "$config")
+    if ! "${garage[@]}" status >/dev/null 2>&1; then
+        # A node started from this path earlier whose state has since been
+        # deleted (another rpc_secret) would hold the ports: it goes.
+        pkill -f "^$bin -c $config server" 2>/dev/null && sleep 1
+        say "starting Garage (S3 on 127.0.0.1:3900)"
+        setsid nohup "${garage[@]}" server >> "$root/garage.log" 2>&1 < /dev/null &
+        wait_for 30 "${garage[@]}" status || { say "Garage does not answer; see $root/garage.log"; return 1; }
+    fi
+    if "${garage[@]}" status 2>/dev/null | grep -q 'NO ROLE ASSIGNED'; then
+        say "giving the Garage node its layout"
+        local node; node=$("${garage[@]}" node id -q 2>/dev/null | cut -d@ -f1)
+        "${garage[@]}" layout assign -z local -c 1G "$node" >/dev/null
+        "${garage[@]}" layout apply --version 1 >/dev/null
+    fi
+    export ROSTER_TEST_S3_ENDPOINT=http://127.0.0.1:3900
+    export ROSTER_TEST_S3_BUCKET=roster-test
+    export ROSTER_TEST_S3_REGION=garage
+    # Fixed test credentials, imported into the private node (Garage key
+    # ids are GK and 24 hex digits; secrets 64 hex digits).
+    export ROSTER_TEST_S3_ACCESS_KEY_ID=GK00000000000000000000a001
+    export ROSTER_TEST_S3_SECRET_ACCESS_KEY=00000000000000000000000000000000000000000000000000000000000a0001
+    if ! "${garage[@]}" key info "$ROSTER_TEST_S3_ACCESS_KEY_ID" >/dev/null 2>&1; then
+        "${garage[@]}" key import --yes -n roster-test \
+            "$ROSTER_TEST_S3_ACCESS_KEY_ID" "$ROSTER_TEST_S3_SECRET_ACCESS_KEY" >/dev/null
+    fi
+    if ! "${garage[@]}" bucket info "$ROSTER_TEST_S3_BUCKET" >/dev/null 2>&1; then
+        "${garage[@]}" bucket create "$ROSTER_TEST_S3_BUCKET" >/dev/null
+        "${garage[@]}" bucket allow --read --write --owner "$ROSTER_TEST_S3_BUCKET" \
+            --key "$ROSTER_TEST_S3_ACCESS_KEY_ID" >/dev/null
+    fi
+    wait_for 30 curl -s -o /dev/null http://127.0.0.1:3900/ \
+        || { say "Garage's S3 endpoint does not answer"; return 1; }
+}
+
 # cargo-audit 0.22, installed from crates.io once.
 ensure_cargo_audit() {
     if ! cargo audit --version 2>/dev/null | grep -q ' 0\.22\.'; then

@@ -15,8 +15,8 @@ mod keys;
 mod sections;
 
 pub use sections::{
-    CorsSettings, LogFormat, MetricsSettings, RateLimitBackend, RateLimitSettings,
-    ShutdownSettings, SmtpSettings, TemplateSettings, UploadSettings,
+    CorsSettings, LogFormat, MetricsSettings, RateLimitBackend, RateLimitSettings, S3Settings,
+    ShutdownSettings, SmtpSettings, TemplateSettings, UploadBackend, UploadSettings,
 };
 
 /// The default database: a SQLite file in the working directory.
@@ -236,6 +236,21 @@ impl Settings {
                 self.upload.idle_timeout
             ));
         }
+        // S3 copies an object into place in one request, which it allows up
+        // to 5 GiB.
+        const S3_COPY_LIMIT: u64 = 5 << 30;
+        if self.upload.backend == UploadBackend::S3 && self.upload.max_bytes > S3_COPY_LIMIT {
+            return Err(format!(
+                "upload.max_bytes is at most 5 GiB ({S3_COPY_LIMIT}) with upload.backend = \"s3\", got {}",
+                self.upload.max_bytes
+            ));
+        }
+        if self.upload.s3.prefix.starts_with('/') || self.upload.s3.prefix.contains("//") {
+            return Err(format!(
+                "upload.s3.prefix must not start with / or hold //, got {:?}",
+                self.upload.s3.prefix
+            ));
+        }
         if self.smtp.give_up_after == 0 {
             return Err("smtp.give_up_after must be at least 1 second".to_owned());
         }
@@ -334,8 +349,8 @@ pub fn check_runtime(figment: &Figment) -> Result<(), ConfigError> {
 }
 
 /// The effective configuration of `figment`, checked as serving checks it,
-/// as `roster config check` prints it: pretty JSON, with `jwt_secret` and
-/// the passwords in URLs redacted.
+/// as `roster config check` prints it: pretty JSON, with `jwt_secret`,
+/// `upload.s3.secret_access_key` and the passwords in URLs redacted.
 pub fn effective(figment: &Figment) -> Result<String, ConfigError> {
     let settings = Settings::load(figment)?;
     let invalid = |err: rocket::figment::Error| ConfigError(err.to_string());
@@ -369,6 +384,9 @@ pub fn effective(figment: &Figment) -> Result<String, ConfigError> {
     }
     if let Some(list) = all["jwt_verify_secrets"].as_array_mut() {
         list.iter_mut().for_each(|secret| *secret = "***".into());
+    }
+    if settings.upload.s3.secret_access_key.is_some() {
+        all["upload"]["s3"]["secret_access_key"] = "***".into();
     }
     for pointer in [
         "/smtp/url",
@@ -456,6 +474,24 @@ mod tests {
             ..Settings::default()
         };
         assert!(settings.validate().unwrap_err().contains("trusted_proxies"));
+    }
+
+    #[test]
+    fn s3_uploads_are_bounded_by_what_a_copy_may_move_and_prefixes_are_relative() {
+        let mut settings = Settings::default();
+        settings.upload.max_bytes = 6 << 30;
+        assert!(settings.validate().is_ok(), "a directory takes any size");
+        settings.upload.backend = UploadBackend::S3;
+        assert!(settings.validate().unwrap_err().contains("at most 5 GiB"));
+        settings.upload.max_bytes = 5 << 30;
+        assert!(settings.validate().is_ok());
+        settings.upload.s3.prefix = "/roster".into();
+        assert!(settings
+            .validate()
+            .unwrap_err()
+            .contains("upload.s3.prefix"));
+        settings.upload.s3.prefix = "roster/".into();
+        assert!(settings.validate().is_ok());
     }
 
     #[test]

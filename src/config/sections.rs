@@ -65,7 +65,11 @@ impl Default for ShutdownSettings {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct UploadSettings {
+    /// `fs`: files under `dir`; `s3`: objects in the bucket of `s3`.
+    pub backend: UploadBackend,
     pub dir: String,
+    /// The bucket, when `backend = "s3"`.
+    pub s3: S3Settings,
     /// The largest file, in bytes.
     pub max_bytes: u64,
     /// The most a user may store in all, in bytes.
@@ -78,10 +82,56 @@ pub struct UploadSettings {
 impl Default for UploadSettings {
     fn default() -> Self {
         UploadSettings {
+            backend: UploadBackend::Fs,
             dir: "uploads".to_owned(),
+            s3: S3Settings::default(),
             max_bytes: 10 * 1024 * 1024,
             quota_bytes: 100 * 1024 * 1024,
             idle_timeout: 30,
+        }
+    }
+}
+
+/// Where upload files live.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum UploadBackend {
+    /// A directory (`upload.dir`): one instance, or several sharing it.
+    #[default]
+    Fs,
+    /// An S3-compatible bucket (`upload.s3`), which every instance shares.
+    S3,
+}
+
+/// An S3-compatible bucket. A key left out is taken from the usual
+/// `AWS_*` environment variables (`AWS_ENDPOINT`, `AWS_BUCKET`,
+/// `AWS_REGION`, `AWS_ACCESS_KEY_ID`, `AWS_SECRET_ACCESS_KEY`, ...).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct S3Settings {
+    /// `https://host:port` (or `http://`); none: AWS itself.
+    pub endpoint: Option<String>,
+    pub bucket: Option<String>,
+    pub region: Option<String>,
+    pub access_key_id: Option<String>,
+    pub secret_access_key: Option<super::Secret>,
+    /// `true`: `endpoint/bucket/key` (MinIO, Garage and most others);
+    /// `false`: `bucket.endpoint/key` (virtual-hosted, as AWS prefers).
+    pub path_style: bool,
+    /// Keys start with this (`roster/`), so that a bucket can be shared.
+    pub prefix: String,
+}
+
+impl Default for S3Settings {
+    fn default() -> Self {
+        S3Settings {
+            endpoint: None,
+            bucket: None,
+            region: None,
+            access_key_id: None,
+            secret_access_key: None,
+            path_style: true,
+            prefix: String::new(),
         }
     }
 }

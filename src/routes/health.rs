@@ -15,6 +15,7 @@ use crate::error::Fails;
 use crate::fairings::rate_limit::RateLimits;
 use crate::mail::worker::OutboxSignal;
 use crate::shutdown::Draining;
+use crate::uploads::Storage;
 
 /// How long readiness waits for the database before answering 503.
 const READY_TIMEOUT: Duration = Duration::from_secs(2);
@@ -23,8 +24,8 @@ const READY_TIMEOUT: Duration = Duration::from_secs(2);
 pub struct HealthStatus {
     /// `ok` when live, `ready` when the database answers.
     pub status: &'static str,
-    /// What works in a degraded way (Redis unreachable, emails failing),
-    /// if anything.
+    /// What works in a degraded way (Redis unreachable, emails or the
+    /// upload store failing), if anything.
     pub notes: Vec<String>,
 }
 
@@ -46,6 +47,7 @@ pub async fn ready(
     db: &State<Db>,
     draining: &State<Draining>,
     outbox: &State<OutboxSignal>,
+    storage: &State<Storage>,
     limits: RateLimits<'_>,
 ) -> Result<Json<HealthStatus>, Fails<{ UNAVAILABLE }>> {
     if draining.is_set() {
@@ -59,6 +61,9 @@ pub async fn ready(
                 notes.push(format!(
                     "emails are not being sent (they wait in the outbox and are retried): {error}"
                 ));
+            }
+            if let Some(error) = storage.failing() {
+                notes.push(format!("the upload store is failing: {error}"));
             }
             Ok(Json(HealthStatus {
                 status: "ready",

@@ -72,12 +72,11 @@ pub async fn create_upload(
         created_at: now(),
     };
     // The file goes into place first: a crash before the row commits leaves
-    // an orphan file that start-up removes, never a row without its file.
-    let path = storage.path_of(&id);
-    rocket::tokio::fs::rename(received.temp.path(), &path)
+    // an orphan file that a sweep removes, never a row without its file.
+    storage
+        .publish(received.staged, &id)
         .await
-        .map_err(ApiError::internal("moving an upload into place"))?;
-    received.temp.kept();
+        .map_err(ApiError::from)?;
     let committed = async {
         let mut tx = db.begin().await?;
         users::lock(tx.conn(), auth.id()).await?;
@@ -146,15 +145,19 @@ pub async fn get_upload_content(
     let upload = visible(db, &auth, &id.get()?).await?;
     let uuid =
         uuid::Uuid::try_parse(&upload.id).map_err(ApiError::internal("reading an upload's id"))?;
-    let file = match rocket::tokio::fs::File::open(storage.path_of(&uuid)).await {
-        Ok(file) => file,
-        Err(err) if err.kind() == std::io::ErrorKind::NotFound => {
-            tracing::error!("upload {} has a row but no file", upload.id);
-            return Err(ApiError::NotFound("Upload not found".into()).into());
-        }
-        Err(err) => return Err(ApiError::internal("opening an upload's file")(err).into()),
+    let Some((body, size)) = storage.open_file(&uuid).await.map_err(ApiError::from)? else {
+        tracing::error!("upload {} has a row but no file", upload.id);
+        return Err(ApiError::NotFound("Upload not found".into()).into());
     };
-    Ok(Download { file, upload })
+    if size != upload.size as u64 {
+        tracing::error!(
+            "upload {} is {size} bytes in the store, {} in its row",
+            upload.id,
+            upload.size
+        );
+        return Err(ApiError::internal("reading an upload")("stored size differs").into());
+    }
+    Ok(Download { body, size, upload })
 }
 
 /// Delete an upload and its file (owner or admin).

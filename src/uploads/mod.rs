@@ -1,63 +1,238 @@
-//! File storage for uploads: `upload.dir/tmp/` for files being received,
-//! `upload.dir/files/<id>` once complete. Client file names never become
-//! paths; they are only kept, made safe, as metadata.
+//! Storage for uploads, in a directory ([`fs`]) or an S3-compatible bucket
+//! ([`s3`]) behind one interface: a file is received under a temporary
+//! name, published under its id once complete, and recorded after that; a
+//! sweep removes what a crash left. Client file names never become paths or
+//! keys; they are only kept, made safe, as metadata.
 
 mod download;
+pub mod fs;
 pub mod receive;
+pub mod s3;
 
 pub use download::Download;
 
 use std::collections::HashSet;
-use std::io;
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::SystemTime;
 
+use bytes::Bytes;
 use dashmap::DashMap;
-
 use unicode_properties::{GeneralCategory, UnicodeGeneralCategory};
 use uuid::Uuid;
+
+use crate::config::{UploadBackend, UploadSettings};
+use crate::error::ApiError;
 
 /// The longest stored file name, in bytes.
 pub const MAX_FILENAME_BYTES: usize = 255;
 
 #[derive(Debug, Clone)]
 pub struct Storage {
-    root: PathBuf,
+    backend: Arc<Backend>,
     /// Bytes of the uploads each user has being received here: they count
     /// against the quota before they are stored.
     receiving: Arc<DashMap<i64, u64>>,
+    /// The last failure of the store, until an operation succeeds again
+    /// (readiness reports it).
+    failing: Arc<Mutex<Option<String>>>,
+}
+
+#[derive(Debug)]
+enum Backend {
+    Fs(fs::FsStore),
+    S3(s3::S3Store),
+}
+
+/// A failure of the store.
+#[derive(Debug, thiserror::Error)]
+pub enum StorageError {
+    #[error("{0}: {1}")]
+    Fs(&'static str, std::io::Error),
+    #[error("{0}: {1}")]
+    S3(&'static str, s3::Error),
+}
+
+impl StorageError {
+    fn s3_io(doing: &'static str, err: std::io::Error) -> Self {
+        match err.downcast::<s3::Error>() {
+            Ok(err) => StorageError::S3(doing, err),
+            Err(err) => StorageError::S3(
+                doing,
+                s3::Error::Generic {
+                    store: "S3",
+                    source: Box::new(err),
+                },
+            ),
+        }
+    }
+}
+
+impl From<StorageError> for ApiError {
+    fn from(err: StorageError) -> Self {
+        match err {
+            StorageError::Fs(doing, err) => ApiError::internal(doing)(err),
+            // A bucket is a service over the network: 503 and try again.
+            StorageError::S3(doing, err) => {
+                tracing::warn!("upload storage unavailable: {doing}: {err}");
+                ApiError::Unavailable("Upload storage unavailable".into())
+            }
+        }
+    }
 }
 
 impl Storage {
-    /// Creates the directories when missing.
-    pub fn open(root: impl Into<PathBuf>) -> io::Result<Self> {
-        let storage = Storage {
-            root: root.into(),
-            receiving: Arc::default(),
+    /// The store `settings` name: `upload.dir` (its directories made when
+    /// missing) or the bucket of `upload.s3`, listed once to prove it.
+    pub async fn open(settings: &UploadSettings) -> Result<Self, String> {
+        let backend = match settings.backend {
+            UploadBackend::Fs => Backend::Fs(
+                fs::FsStore::open(&settings.dir)
+                    .map_err(|err| format!("upload.dir {:?} is not usable: {err}", settings.dir))?,
+            ),
+            UploadBackend::S3 => {
+                let store = s3::S3Store::new(&settings.s3)?;
+                store
+                    .check()
+                    .await
+                    .map_err(|err| format!("upload.s3: cannot list {}: {err}", store.describe()))?;
+                Backend::S3(store)
+            }
         };
-        std::fs::create_dir_all(storage.files_dir())?;
-        std::fs::create_dir_all(storage.tmp_dir())?;
-        Ok(storage)
+        Ok(Storage {
+            backend: Arc::new(backend),
+            receiving: Arc::default(),
+            failing: Arc::default(),
+        })
     }
 
-    fn files_dir(&self) -> PathBuf {
-        self.root.join("files")
+    /// `upload.dir "uploads"` or `bucket ... at ...`, for messages.
+    pub fn describe(&self) -> String {
+        match &*self.backend {
+            Backend::Fs(store) => format!("upload.dir {:?}", store.root().display().to_string()),
+            Backend::S3(store) => store.describe().to_owned(),
+        }
     }
 
-    fn tmp_dir(&self) -> PathBuf {
-        self.root.join("tmp")
+    /// The last failure of the store, unless something worked since.
+    pub fn failing(&self) -> Option<String> {
+        self.failing.lock().ok()?.clone()
     }
 
-    /// Where upload `id` lives. `id` is a UUID of the server's choosing.
-    pub fn path_of(&self, id: &Uuid) -> PathBuf {
-        self.files_dir().join(id.hyphenated().to_string())
+    fn track<T>(&self, done: Result<T, StorageError>) -> Result<T, StorageError> {
+        if let Ok(mut failing) = self.failing.lock() {
+            match &done {
+                Ok(_) if failing.is_some() => *failing = None,
+                Ok(_) => {}
+                Err(err) => *failing = Some(err.to_string()),
+            }
+        }
+        done
     }
 
-    /// A new temporary path for a file being received.
-    pub fn temp_path(&self) -> PathBuf {
-        self.tmp_dir()
-            .join(format!("{}.part", Uuid::new_v4().simple()))
+    /// A new temporary file or object for an upload being received.
+    pub async fn stage(&self) -> Result<Staging, StorageError> {
+        let staging = match &*self.backend {
+            Backend::Fs(store) => store
+                .stage()
+                .await
+                .map(Staging::Fs)
+                .map_err(|err| StorageError::Fs("creating an upload's temporary file", err)),
+            Backend::S3(store) => Ok(Staging::S3(store.stage())),
+        };
+        self.track(staging)
+    }
+
+    /// Moves a received file into place as upload `id`: from then on it
+    /// is whole where downloads look, before any row names it.
+    pub async fn publish(&self, staged: Staged, id: &Uuid) -> Result<(), StorageError> {
+        let done = match (&*self.backend, staged) {
+            (Backend::Fs(store), Staged::Fs(temp)) => store
+                .publish(temp, id)
+                .await
+                .map_err(|err| StorageError::Fs("moving an upload into place", err)),
+            (Backend::S3(store), Staged::S3(staged)) => store
+                .publish(staged, id)
+                .await
+                .map_err(|err| StorageError::S3("moving an upload into place", err)),
+            _ => unreachable!("a file is staged by the store that publishes it"),
+        };
+        self.track(done)
+    }
+
+    /// Upload `id`'s bytes and their number; `None` when the store has
+    /// nothing under that id.
+    pub async fn open_file(&self, id: &Uuid) -> Result<Option<(StoredBody, u64)>, StorageError> {
+        let found = match &*self.backend {
+            Backend::Fs(store) => store
+                .open_file(id)
+                .await
+                .map(|found| found.map(|(file, size)| (StoredBody::File(file), size)))
+                .map_err(|err| StorageError::Fs("opening an upload's file", err)),
+            Backend::S3(store) => store
+                .open(id)
+                .await
+                .map(|found| {
+                    found.map(|(stream, size)| {
+                        let reader = tokio_util::io::StreamReader::new(stream);
+                        (StoredBody::Stream(reader), size)
+                    })
+                })
+                .map_err(|err| StorageError::S3("reading an upload", err)),
+        };
+        self.track(found)
+    }
+
+    /// Removes the file of upload `id`, if it is there; a failure is
+    /// logged (the sweep removes what is left).
+    pub async fn remove(&self, id: &str) {
+        let Ok(id) = Uuid::try_parse(id) else {
+            return;
+        };
+        let done = match &*self.backend {
+            Backend::Fs(store) => store
+                .remove(&id)
+                .await
+                .map_err(|err| StorageError::Fs("removing an upload", err)),
+            Backend::S3(store) => store
+                .remove(&id)
+                .await
+                .map_err(|err| StorageError::S3("removing an upload", err)),
+        };
+        if let Err(err) = self.track(done) {
+            tracing::warn!("cannot remove upload {id}: {err}");
+        }
+    }
+
+    /// Removes what a crash left: half-received files, and files without a
+    /// row (a file is published before its row commits, and a row deleted
+    /// before its file), `known_ids` being the rows listed before the
+    /// call. Only files last written before `cutoff` go: several instances
+    /// share the store, and a younger file may be another instance's upload
+    /// in progress, or one about to be recorded. Returns how many files
+    /// went, and how many rows have no file (reported, not touched: a
+    /// misconfigured store must not cost metadata).
+    pub async fn repair(
+        &self,
+        known_ids: HashSet<String>,
+        cutoff: SystemTime,
+    ) -> Result<(usize, usize), StorageError> {
+        let done = match &*self.backend {
+            Backend::Fs(_) => {
+                let backend = Arc::clone(&self.backend);
+                rocket::tokio::task::spawn_blocking(move || match &*backend {
+                    Backend::Fs(store) => store.repair(&known_ids, cutoff),
+                    Backend::S3(_) => unreachable!(),
+                })
+                .await
+                .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+                .map_err(|err| StorageError::Fs("sweeping upload.dir", err))
+            }
+            Backend::S3(store) => store
+                .repair(&known_ids, cutoff)
+                .await
+                .map_err(|err| StorageError::S3("sweeping the bucket", err)),
+        };
+        self.track(done)
     }
 
     /// A claim on `owner`'s quota for a file being received, of which at
@@ -70,71 +245,62 @@ impl Storage {
             held: 0,
         }
     }
+}
 
-    /// Removes the file of upload `id`, if it is there.
-    pub async fn remove(&self, id: &str) {
-        let Ok(id) = Uuid::try_parse(id) else {
-            return;
-        };
-        match rocket::tokio::fs::remove_file(self.path_of(&id)).await {
-            Ok(()) => {}
-            Err(err) if err.kind() == io::ErrorKind::NotFound => {}
-            Err(err) => tracing::warn!("cannot remove upload {id}: {err}"),
+/// A file being received.
+pub enum Staging {
+    Fs(fs::FsStaging),
+    S3(s3::S3Staging),
+}
+
+impl Staging {
+    pub async fn put(&mut self, chunk: Bytes) -> Result<(), StorageError> {
+        match self {
+            Staging::Fs(staging) => staging
+                .put(&chunk)
+                .await
+                .map_err(|err| StorageError::Fs("writing an upload", err)),
+            Staging::S3(staging) => staging
+                .put(chunk)
+                .await
+                .map_err(|err| StorageError::S3("writing an upload", err)),
         }
     }
 
-    /// Removes what a crash left: half-received files, and files without a
-    /// row (a file is renamed into place before its row commits, and a row
-    /// deleted before its file), `known_ids` being the rows listed before
-    /// the call. Only files last written before `cutoff` go: several
-    /// instances may share `upload.dir`, and a younger file may be another
-    /// instance's upload in progress, or one about to be recorded. Returns
-    /// how many files went, and how many rows have no file (reported, not
-    /// touched: a misconfigured `upload.dir` must not cost metadata).
-    pub fn repair(
-        &self,
-        known_ids: &HashSet<String>,
-        cutoff: SystemTime,
-    ) -> io::Result<(usize, usize)> {
-        let stale = |entry: &std::fs::DirEntry| {
-            entry
-                .metadata()
-                .and_then(|meta| meta.modified())
-                .is_ok_and(|modified| modified < cutoff)
-        };
-        let mut removed = 0;
-        for entry in std::fs::read_dir(self.tmp_dir())? {
-            let entry = entry?;
-            if stale(&entry) {
-                remove_quietly(&entry.path());
-                removed += 1;
-            }
+    /// The file, complete under its temporary name.
+    pub async fn finish(self) -> Result<Staged, StorageError> {
+        match self {
+            Staging::Fs(staging) => staging
+                .finish()
+                .await
+                .map(Staged::Fs)
+                .map_err(|err| StorageError::Fs("syncing an upload to disk", err)),
+            Staging::S3(staging) => staging
+                .finish()
+                .await
+                .map(Staged::S3)
+                .map_err(|err| StorageError::s3_io("completing an upload", err)),
         }
-        let mut present = HashSet::new();
-        for entry in std::fs::read_dir(self.files_dir())? {
-            let entry = entry?;
-            let name = entry.file_name().to_string_lossy().into_owned();
-            if known_ids.contains(&name) {
-                present.insert(name);
-            } else if stale(&entry) {
-                remove_quietly(&entry.path());
-                removed += 1;
-            }
-        }
-        Ok((removed, known_ids.len() - present.len()))
     }
+}
+
+/// A received file under its temporary name: removed when dropped unless
+/// published.
+pub enum Staged {
+    Fs(fs::TempFile),
+    S3(s3::S3Staged),
+}
+
+/// A stored file's bytes: a file on disk, or an object as it streams in.
+pub enum StoredBody {
+    File(rocket::tokio::fs::File),
+    Stream(tokio_util::io::StreamReader<s3::ObjectStream, Bytes>),
 }
 
 /// How old a file without a row must be before a sweep removes it: older
 /// than any upload in progress can be (`upload.idle_timeout` is at most an
 /// hour between two reads, and a finished file's row commits at once).
 pub const ORPHAN_AGE: std::time::Duration = std::time::Duration::from_secs(2 * 3600);
-
-fn remove_quietly(path: &Path) {
-    if let Err(err) = std::fs::remove_file(path) {
-        tracing::warn!("cannot remove {}: {err}", path.display());
-    }
-}
 
 /// The client's file name reduced to a safe base name: the part after the
 /// last `/` or `\`, control characters removed, at most 255 bytes, and

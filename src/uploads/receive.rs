@@ -1,22 +1,19 @@
-//! Receiving a multipart upload: the `file` field is streamed to a
-//! temporary file while its size is counted and its SHA-256 computed; past
-//! `upload.max_bytes` (or the owner's quota) reading stops, the temporary
-//! file goes, and the answer is 413. Memory use does not grow with the file.
+//! Receiving a multipart upload: the `file` field is streamed to the
+//! store's temporary name while its size is counted and its SHA-256
+//! computed; past `upload.max_bytes` (or the owner's quota) reading stops,
+//! what was stored goes, and the answer is 413. Memory use does not grow with the file.
 //! The bytes received count against the quota with the owner's other
 //! uploads in flight, and a body that sends nothing for
 //! `upload.idle_timeout` is abandoned (408).
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use multer::{Constraints, Multipart, SizeLimit};
 use rocket::data::{Data, ToByteUnit};
-use rocket::tokio::fs::File;
-use rocket::tokio::io::AsyncWriteExt;
 use sha2::{Digest, Sha256};
 use tokio_util::io::ReaderStream;
 
-use super::{Reservation, Storage};
+use super::{Reservation, Staged, Storage};
 use crate::domain::ErrorType;
 use crate::error::{ApiError, FieldError};
 use crate::extract::idle::{idle_limited, is_stall, stalled};
@@ -73,40 +70,15 @@ where
     }
 }
 
-/// A received file, still in its temporary place.
+/// A received file, still under its temporary name.
 pub struct Received {
-    pub temp: TempFile,
+    pub staged: Staged,
     pub filename: Option<String>,
     pub size: u64,
     pub sha256: String,
     pub content_type: String,
     /// Its claim on the owner's quota, held until the upload is stored.
     pub reservation: Reservation,
-}
-
-/// A temporary file, removed when dropped unless it was kept.
-pub struct TempFile {
-    path: PathBuf,
-    keep: bool,
-}
-
-impl TempFile {
-    pub fn path(&self) -> &std::path::Path {
-        &self.path
-    }
-
-    /// The file was moved elsewhere; do not remove it.
-    pub fn kept(mut self) {
-        self.keep = true;
-    }
-}
-
-impl Drop for TempFile {
-    fn drop(&mut self) {
-        if !self.keep {
-            let _ = std::fs::remove_file(&self.path);
-        }
-    }
 }
 
 fn too_large(max_bytes: u64) -> ApiError {
@@ -201,7 +173,7 @@ pub async fn receive(
     }
     match (received, errors.is_empty()) {
         (Some(received), true) => Ok(received),
-        // A file already stored goes with its temporary path when dropped.
+        // A file already stored goes with its temporary name when dropped.
         _ => {
             errors.sort_by(|a, b| a.field.cmp(&b.field));
             Err(ApiError::Validation(errors))
@@ -216,13 +188,7 @@ async fn store(
 ) -> Result<Received, ApiError> {
     let max_bytes = bounds.max_bytes;
     let filename = field.file_name().map(str::to_owned);
-    let temp = TempFile {
-        path: storage.temp_path(),
-        keep: false,
-    };
-    let mut file = File::create(&temp.path)
-        .await
-        .map_err(ApiError::internal("creating an upload's temporary file"))?;
+    let mut staging = storage.stage().await?;
     let mut hasher = Sha256::new();
     let mut size: u64 = 0;
     let mut head = Vec::with_capacity(SNIFF_BYTES);
@@ -244,18 +210,14 @@ async fn store(
             head.extend_from_slice(&chunk[..take]);
         }
         hasher.update(&chunk);
-        file.write_all(&chunk)
-            .await
-            .map_err(ApiError::internal("writing an upload"))?;
+        staging.put(chunk).await?;
     }
-    file.sync_all()
-        .await
-        .map_err(ApiError::internal("syncing an upload to disk"))?;
+    let staged = staging.finish().await?;
     let content_type = infer::get(&head)
         .map_or("application/octet-stream", |kind| kind.mime_type())
         .to_owned();
     Ok(Received {
-        temp,
+        staged,
         filename,
         size,
         sha256: crate::auth::tokens::hex(&hasher.finalize()),

@@ -425,10 +425,15 @@ fn config_check_prints_the_effective_settings_without_secrets() {
                 "postgres://roster:pa55word@127.0.0.1:1/roster",
             ),
             ("ROCKET_RATE_LIMIT", "{per_minute=7}"),
+            (
+                "ROCKET_UPLOAD",
+                "{backend=\"s3\",s3={bucket=\"b\",secret_access_key=\"s3key-s3key\"}}",
+            ),
         ],
     );
     assert_eq!(status, Some(0), "{text}");
     let settings: Value = serde_json::from_str(&text).expect("JSON on stdout");
+    assert_eq!(settings["upload"]["s3"]["secret_access_key"], "***");
     assert_eq!(settings["profile"], "release");
     assert_eq!(settings["rate_limit"]["per_minute"], 7);
     assert_eq!(
@@ -441,7 +446,7 @@ fn config_check_prints_the_effective_settings_without_secrets() {
         settings["databases"]["roster"]["url"],
         "postgres://roster:***@127.0.0.1:1/roster"
     );
-    for secret in ["s3cret", "hunter2", "pa55word"] {
+    for secret in ["s3cret", "hunter2", "pa55word", "s3key"] {
         assert!(!text.contains(secret), "{secret} printed: {text}");
     }
     assert!(!dir.path().join("roster.db").exists());
@@ -521,6 +526,68 @@ fn an_unreachable_database_is_retried_for_startup_timeout_and_named_with_its_cau
         text.to_lowercase().contains("refused"),
         "names the cause: {text}"
     );
+}
+
+#[test]
+fn an_upload_store_that_cannot_be_used_stops_the_start_with_its_cause() {
+    let blocker = tempfile::NamedTempFile::new().unwrap();
+    let refusing = format!("http://127.0.0.1:{}", free_port());
+    let s3 = |endpoint: &str, bucket: &str, key: &str, secret: &str| {
+        format!(
+            "{{backend=\"s3\",s3={{endpoint=\"{endpoint}\",bucket=\"{bucket}\",region=\"garage\",\
+             access_key_id=\"{key}\",secret_access_key=\"{secret}\"}}}}"
+        )
+    };
+    let mut cases = vec![
+        (
+            format!("{{dir=\"{}\"}}", blocker.path().display()),
+            vec!["upload.dir", "not usable"],
+        ),
+        (
+            s3(&refusing, "roster", "key", "secret"),
+            vec!["upload.s3: cannot list bucket \"roster\"", &refusing],
+        ),
+        (
+            "{backend=\"s3\",s3={endpoint=\"http://127.0.0.1:9\"}}".to_owned(),
+            vec!["upload.s3 is not usable", "bucket"],
+        ),
+    ];
+    // With the test bucket's server: a wrong secret, and a bucket that
+    // does not exist.
+    let test_bucket = crate::stores::s3();
+    if let Some(test) = &test_bucket {
+        cases.push((
+            s3(
+                &test.endpoint,
+                &test.bucket,
+                &test.access_key_id,
+                &"0".repeat(64),
+            ),
+            vec!["upload.s3: cannot list", &test.bucket, "403"],
+        ));
+        cases.push((
+            s3(
+                &test.endpoint,
+                "no-such-bucket",
+                &test.access_key_id,
+                &test.secret_access_key,
+            ),
+            vec!["upload.s3: cannot list", "no-such-bucket"],
+        ));
+    }
+    for (upload, expected) in cases {
+        let (status, text, _) = run(
+            &["serve"],
+            &[("ROCKET_UPLOAD", &upload), ("ROCKET_LOG_LEVEL", "normal")],
+        );
+        assert_ne!(status, Some(0), "{upload}: {text}");
+        for words in expected {
+            assert!(text.contains(words), "{upload}: {words:?} in {text}");
+        }
+        if let Some(test) = &test_bucket {
+            assert!(!text.contains(&test.secret_access_key), "{text}");
+        }
+    }
 }
 
 #[test]

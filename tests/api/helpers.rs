@@ -13,6 +13,7 @@ use rocket::local::asynchronous::Client;
 use serde_json::{json, Value};
 
 pub use crate::request::{read, Reply, TestRequest};
+use crate::stores::TestUploads;
 
 pub const POSTGRES_ENV: &str = "ROSTER_TEST_POSTGRES_URL";
 pub const PASSWORD: &str = "Passw0rd1";
@@ -36,8 +37,9 @@ impl TestUser {
 pub struct TestApp {
     pub client: Client,
     pub figment: Figment,
-    /// `upload.dir`, unless the test chose its own.
-    pub upload_dir: std::path::PathBuf,
+    /// Where uploads go (a directory, or a prefix of the test bucket),
+    /// unless the test chose its own.
+    pub uploads: TestUploads,
     _upload_dir: tempfile::TempDir,
     db: TestDb,
 }
@@ -90,24 +92,39 @@ impl TestApp {
                 (url, TestDb::Sqlite(dir))
             }
         };
-        Self::start(url, db, customize).await
+        Self::start(url, db, None, customize).await
     }
 
     /// A second instance on this app's database (several workers, say).
     pub async fn spawn_sharing(&self, customize: impl FnOnce(Figment) -> Figment) -> TestApp {
-        let url: String = self
-            .figment
-            .extract_inner("databases.roster.url")
-            .expect("database url");
-        Self::start(url, TestDb::Shared, customize).await
+        Self::start(self.database_url(), TestDb::Shared, None, customize).await
     }
 
-    async fn start(url: String, db: TestDb, customize: impl FnOnce(Figment) -> Figment) -> TestApp {
-        let uploads = tempfile::tempdir().expect("temp dir");
+    /// A second instance on this app's database and upload store, as
+    /// instances behind one load balancer.
+    pub async fn spawn_replica(&self) -> TestApp {
+        let uploads = self.uploads.clone();
+        Self::start(self.database_url(), TestDb::Shared, Some(uploads), |f| f).await
+    }
+
+    fn database_url(&self) -> String {
+        self.figment
+            .extract_inner("databases.roster.url")
+            .expect("database url")
+    }
+
+    async fn start(
+        url: String,
+        db: TestDb,
+        uploads: Option<TestUploads>,
+        customize: impl FnOnce(Figment) -> Figment,
+    ) -> TestApp {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let uploads = uploads.unwrap_or_else(|| TestUploads::new(dir.path()));
         let figment = customize(
-            roster::config::figment()
+            uploads
+                .configure(roster::config::figment())
                 .merge(("databases.roster.url", url))
-                .merge(("upload.dir", uploads.path().display().to_string()))
                 .merge(("bcrypt_cost", 4))
                 .merge(("jwt_secret", JWT_SECRET))
                 // Tests of other things must not trip the limits; the limits'
@@ -121,15 +138,11 @@ impl TestApp {
         let client = Client::tracked(rocket)
             .await
             .expect("the application ignites");
-        let upload_dir = figment
-            .extract_inner::<String>("upload.dir")
-            .expect("upload.dir")
-            .into();
         TestApp {
             client,
             figment,
-            upload_dir,
-            _upload_dir: uploads,
+            uploads,
+            _upload_dir: dir,
             db,
         }
     }

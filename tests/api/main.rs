@@ -25,6 +25,7 @@ mod server;
 mod sessions;
 mod smtp;
 mod stalls;
+mod stores;
 mod telemetry;
 mod tokens;
 mod uploads;

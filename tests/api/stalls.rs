@@ -86,24 +86,28 @@ fn head(method: &str, path: &str, headers: &[(&str, &str)], length: usize) -> St
     head + "\r\n"
 }
 
-/// The binary on the database of a fresh `TestApp` (SQLite, or PostgreSQL
-/// when the suite runs on it).
-async fn serve(extra_env: &[(&str, &str)]) -> (TestApp, Server, tempfile::TempDir) {
+/// The binary on the database and upload store of a fresh `TestApp`
+/// (SQLite or PostgreSQL, a directory or a bucket, as the suite runs),
+/// with `upload` (`max_bytes=10,...`) added to its upload settings.
+async fn serve(upload: &str) -> (TestApp, Server, tempfile::TempDir) {
     let app = TestApp::spawn().await;
     let url: String = app
         .figment
         .extract_inner("databases.roster.url")
         .expect("database url");
     let dir = tempfile::tempdir().unwrap();
-    let mut env = vec![("DATABASE_URL", url.as_str())];
-    env.extend_from_slice(extra_env);
+    let uploads = app.uploads.rocket_env(upload);
+    let env = [
+        ("DATABASE_URL", url.as_str()),
+        ("ROCKET_UPLOAD", uploads.as_str()),
+    ];
     let server = Server::start(dir.path(), &env).await;
     (app, server, dir)
 }
 
 #[rocket::async_test]
 async fn json_and_form_bodies_that_stall_are_408_and_change_nothing() {
-    let (_app, server, _dir) = serve(&[]).await;
+    let (_app, server, _dir) = serve("").await;
     let registration =
         json!({"username": "alice", "email": "alice@example.com", "password": PASSWORD})
             .to_string();
@@ -175,11 +179,7 @@ async fn json_and_form_bodies_that_stall_are_408_and_change_nothing() {
 
 #[rocket::async_test]
 async fn an_upload_that_stalls_is_408_and_its_bytes_count_against_the_quota_until_then() {
-    let (app, server, dir) = serve(&[(
-        "ROCKET_UPLOAD",
-        "{idle_timeout=3,max_bytes=1000,quota_bytes=1000}",
-    )])
-    .await;
+    let (app, server, _dir) = serve("idle_timeout=3,max_bytes=1000,quota_bytes=1000").await;
     app.register("alice").await;
     let http = reqwest::Client::new();
     let login = server.login("alice", PASSWORD).await;
@@ -238,8 +238,9 @@ async fn an_upload_that_stalls_is_408_and_its_bytes_count_against_the_quota_unti
         .await
         .unwrap();
     assert_eq!(list.as_array().map(Vec::len), Some(1), "{list}");
-    let leftovers: Vec<_> = std::fs::read_dir(dir.path().join("uploads/tmp"))
-        .unwrap()
-        .collect();
-    assert!(leftovers.is_empty(), "temporary files left: {leftovers:?}");
+    let keys = app.uploads.keys().await;
+    assert!(
+        keys.iter().all(|key| key.starts_with("files/")) && keys.len() == 1,
+        "temporary files left: {keys:?}"
+    );
 }

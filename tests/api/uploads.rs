@@ -3,6 +3,7 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 
 use crate::helpers::{read, Reply, TestApp, TestUser};
+use crate::stores::TestUploads;
 
 const BOUNDARY: &str = "roster-test-boundary-7MA4YWxkTrZu0gW";
 
@@ -69,18 +70,6 @@ fn header<'a>(headers: &'a [(String, String)], name: &str) -> Option<&'a str> {
         .iter()
         .find(|(n, _)| n.eq_ignore_ascii_case(name))
         .map(|(_, v)| v.as_str())
-}
-
-fn files_in(dir: &std::path::Path) -> Vec<String> {
-    let mut names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| {
-            d.filter_map(|e| e.ok())
-                .map(|e| e.file_name().to_string_lossy().into_owned())
-                .collect()
-        })
-        .unwrap_or_default();
-    names.sort();
-    names
 }
 
 #[rocket::async_test]
@@ -197,15 +186,19 @@ async fn hostile_file_names_store_nothing_outside_the_upload_dir() {
     // Control characters as raw bytes make a malformed header: refused.
     let raw = upload(&app, &alice, "a\u{1}b", b"payload").await;
     assert_eq!(raw.status, Status::BadRequest, "{}", raw.text);
-    // Only server-chosen names in upload.dir/files; nothing elsewhere.
-    let files = files_in(&app.upload_dir.join("files"));
+    // Only server-chosen names under files/; nothing elsewhere, nothing
+    // left under tmp/.
+    let keys = app.uploads.keys().await;
+    assert_eq!(keys.len(), names.len() + 2, "{keys:?}");
     assert!(
-        files.iter().all(|f| uuid::Uuid::parse_str(f).is_ok()),
-        "{files:?}"
+        keys.iter().all(|key| key
+            .strip_prefix("files/")
+            .is_some_and(|id| uuid::Uuid::parse_str(id).is_ok())),
+        "{keys:?}"
     );
-    assert_eq!(files_in(&app.upload_dir), ["files", "tmp"]);
-    assert!(files_in(&app.upload_dir.join("tmp")).is_empty());
-    assert!(!app.upload_dir.join("../etc/passwd").exists());
+    if let TestUploads::Fs(dir) = &app.uploads {
+        assert!(!dir.join("../etc/passwd").exists());
+    }
 }
 
 #[rocket::async_test]
@@ -224,11 +217,11 @@ async fn over_max_bytes_is_413_and_leaves_no_file_and_no_row() {
     let huge = upload(&app, &alice, "huge.bin", &vec![7u8; 300_000]).await;
     assert_eq!(huge.status, Status::PayloadTooLarge);
     assert_eq!(
-        files_in(&app.upload_dir.join("files")).len(),
+        app.uploads.names_in("files").await.len(),
         1,
         "only the first file"
     );
-    assert!(files_in(&app.upload_dir.join("tmp")).is_empty());
+    assert!(app.uploads.names_in("tmp").await.is_empty());
     let list = app.get_as(&alice, "/api/v1/uploads").await;
     assert_eq!(list.body.as_array().unwrap().len(), 1);
 }
@@ -263,7 +256,7 @@ async fn the_quota_is_per_user_and_413_past_it() {
         Status::Created,
         "bob's own quota"
     );
-    assert_eq!(files_in(&app.upload_dir.join("files")).len(), 3);
+    assert_eq!(app.uploads.names_in("files").await.len(), 3);
 }
 
 #[rocket::async_test]
@@ -320,7 +313,7 @@ async fn missing_or_empty_files_are_422_and_other_bodies_415() {
         "{}",
         garbage.text
     );
-    assert!(files_in(&app.upload_dir.join("files")).is_empty());
+    assert!(app.uploads.names_in("files").await.is_empty());
     assert_eq!(
         app.request("POST", "/api/v1/uploads", None, &[])
             .await
@@ -396,7 +389,7 @@ async fn deleting_an_upload_or_its_owner_removes_the_files() {
         .unwrap()
         .to_owned();
     upload(&app, &alice, "b.txt", b"b").await;
-    assert_eq!(files_in(&app.upload_dir.join("files")).len(), 2);
+    assert_eq!(app.uploads.names_in("files").await.len(), 2);
     assert_eq!(
         app.delete_as(&alice, &format!("/api/v1/uploads/{id}"))
             .await
@@ -409,7 +402,7 @@ async fn deleting_an_upload_or_its_owner_removes_the_files() {
             .status,
         Status::NotFound
     );
-    assert_eq!(files_in(&app.upload_dir.join("files")).len(), 1);
+    assert_eq!(app.uploads.names_in("files").await.len(), 1);
     assert_eq!(
         app.delete_as(&alice, &format!("/api/v1/users/{}", alice.id))
             .await
@@ -417,9 +410,32 @@ async fn deleting_an_upload_or_its_owner_removes_the_files() {
         Status::NoContent
     );
     assert!(
-        files_in(&app.upload_dir.join("files")).is_empty(),
+        app.uploads.names_in("files").await.is_empty(),
         "the owner's files went with them"
     );
+}
+
+#[rocket::async_test]
+async fn an_upload_through_one_instance_is_read_and_deleted_through_another() {
+    let a = TestApp::spawn().await;
+    let b = a.spawn_replica().await;
+    let alice = a.user("alice").await;
+    let bytes: Vec<u8> = (0..=255u8).cycle().take(300_000).collect();
+    let id = upload(&a, &alice, "shared.bin", &bytes).await.body["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let (status, _, body) = content(&b, &alice, &id).await;
+    assert_eq!(status, Status::Ok);
+    assert!(body == bytes, "the same bytes through the other instance");
+    assert_eq!(
+        b.delete_as(&alice, &format!("/api/v1/uploads/{id}"))
+            .await
+            .status,
+        Status::NoContent
+    );
+    assert_eq!(content(&a, &alice, &id).await.0, Status::NotFound);
+    assert!(a.uploads.keys().await.is_empty(), "the file went for both");
 }
 
 /// Writes `bytes` to `path`, last modified `age` ago.
@@ -438,31 +454,57 @@ async fn start_up_removes_old_half_received_and_orphan_files_only() {
         .as_str()
         .unwrap()
         .to_owned();
-    let files = app.upload_dir.join("files");
-    let tmp = app.upload_dir.join("tmp");
-    let hours = |n: u64| std::time::Duration::from_secs(n * 3600);
-    // What a crash left, long ago.
-    write_aged(
-        &files.join(uuid::Uuid::new_v4().to_string()),
-        b"orphan",
-        hours(3),
-    );
-    write_aged(&tmp.join("crashed.part"), b"half", hours(3));
-    // What another instance sharing the directory is receiving, or has
-    // just put in place before its row commits: a start-up must leave it.
+    let orphan = uuid::Uuid::new_v4().to_string();
     let young = uuid::Uuid::new_v4().to_string();
-    write_aged(&files.join(&young), b"being recorded", hours(1));
-    write_aged(
-        &tmp.join("receiving.part"),
-        b"half",
-        std::time::Duration::ZERO,
-    );
-    let dir = app.upload_dir.display().to_string();
-    let restarted = app.spawn_sharing(|f| f.merge(("upload.dir", dir))).await;
+    match &app.uploads {
+        TestUploads::Fs(dir) => {
+            let hours = |n: u64| std::time::Duration::from_secs(n * 3600);
+            // What a crash left, long ago.
+            write_aged(&dir.join("files").join(&orphan), b"orphan", hours(3));
+            write_aged(&dir.join("tmp/crashed.part"), b"half", hours(3));
+            // What another instance sharing the directory is receiving, or
+            // has just put in place before its row commits: a start-up
+            // must leave it.
+            write_aged(&dir.join("files").join(&young), b"being recorded", hours(1));
+            write_aged(
+                &dir.join("tmp/receiving.part"),
+                b"half",
+                std::time::Duration::ZERO,
+            );
+        }
+        TestUploads::S3 { .. } => {
+            // A bucket's objects cannot be backdated: the sweep is run
+            // with a cutoff between the old objects and the young ones.
+            app.uploads.put(&format!("files/{orphan}"), b"orphan").await;
+            app.uploads.put("tmp/crashed.part", b"half").await;
+            rocket::tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            let cutoff = std::time::SystemTime::now();
+            rocket::tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+            app.uploads
+                .put(&format!("files/{young}"), b"being recorded")
+                .await;
+            app.uploads.put("tmp/receiving.part", b"half").await;
+            let settings: roster::config::UploadSettings =
+                app.figment.extract_inner("upload").unwrap();
+            let storage = roster::uploads::Storage::open(&settings).await.unwrap();
+            let known = [kept.clone(), uuid::Uuid::new_v4().to_string()];
+            let (removed, missing) = storage
+                .repair(known.into_iter().collect(), cutoff)
+                .await
+                .unwrap();
+            assert_eq!(
+                (removed, missing),
+                (2, 1),
+                "two old leftovers, one row without a file"
+            );
+        }
+    }
+    // A start-up of another instance on the same store.
+    let restarted = app.spawn_replica().await;
     let mut expected = vec![kept.clone(), young];
     expected.sort();
-    assert_eq!(files_in(&files), expected);
-    assert_eq!(files_in(&tmp), ["receiving.part"]);
+    assert_eq!(app.uploads.names_in("files").await, expected);
+    assert_eq!(app.uploads.names_in("tmp").await, ["receiving.part"]);
     let alice_again = restarted.sign_in("alice").await;
     assert_eq!(content(&restarted, &alice_again, &kept).await.2, b"k");
 }

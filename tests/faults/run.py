@@ -19,10 +19,7 @@
    their headers are never cut and soon no one else is served; behind
    deploy/nginx.conf (this very file, ports rewritten) nginx cuts
    them after client_header_timeout and everyone else is served throughout.
-7. A rolling restart: two instances on PostgreSQL behind
-   deploy/nginx.conf, each sent SIGTERM and started again in turn while
-   reads and logins stream through nginx: no 5xx, no dropped request.
-8. SMTP slow, then down: two instances on PostgreSQL, 20 registrations
+7. SMTP slow, then down: two instances on PostgreSQL, 20 registrations
    with an SMTP server taking --smtp-delay seconds a message (1; 6 for the
    acceptance run): each email arrives once, at its first attempt; then 20
    more while no SMTP server listens for --smtp-outage seconds (20; 600
@@ -597,58 +594,6 @@ def slow_connections(binary, workdir):
         behind.stop()
 
 
-def rolling_restart(binary, workdir, postgres_url):
-    print("7. Two instances behind nginx restarted one after the other under load")
-    name = f"roster_rolling_{os.getpid()}"
-    subprocess.run(["psql", postgres_url, "-qc", f"CREATE DATABASE {name}"], check=True)
-    url = postgres_url.rsplit("/", 1)[0] + f"/{name}"
-    proxied = {"ROCKET_TRUSTED_PROXIES": '["127.0.0.1"]'}
-    servers = [Server(binary, workdir, url, env=proxied, log_name=f"rolling-{i}.log") for i in range(2)]
-    nginx = Nginx(workdir, *(s.port for s in servers))
-    front = f"http://127.0.0.1:{nginx.port}"
-    try:
-        for user in ("steady", "writer"):
-            check(call("POST", f"{front}/api/v1/users", {"username": user, "email": f"{user}@example.com",
-                                                        "password": PASSWORD})[0] == 201, f"{user} registered through nginx")
-        token = call("POST", f"{front}/api/v1/auth/login", {"username": "steady", "password": PASSWORD})[1]["access_token"]
-        statuses, done = [], threading.Event()
-
-        def load(kind):
-            while not done.is_set():
-                if kind == "read":
-                    statuses.append(call("GET", f"{front}/api/v1/users/me", token=token, timeout=30)[0])
-                else:
-                    # Another user: its logins end its oldest sessions
-                    # (max_sessions_per_user), never the reader's.
-                    statuses.append(call("POST", f"{front}/api/v1/auth/login",
-                                         {"username": "writer", "password": PASSWORD}, timeout=30)[0])
-
-        threads = [threading.Thread(target=load, args=(kind,)) for kind in ("read", "read", "read", "write")]
-        for t in threads:
-            t.start()
-        time.sleep(2)
-        for server in servers:
-            port = server.port
-            server.process.send_signal(signal.SIGTERM)
-            server.process.wait(timeout=60)
-            server.start(port)
-            time.sleep(1)
-        time.sleep(2)
-        done.set()
-        for t in threads:
-            t.join()
-        counts = {status: statuses.count(status) for status in sorted(set(statuses))}
-        print(f"       statuses: {counts}")
-        errors = sorted({s for s in statuses if s == 0 or s >= 500})
-        check(len(statuses) > 200 and not errors,
-              f"{len(statuses)} requests through two restarts: no 5xx or dropped connection (errors {errors}, "
-              f"statuses {sorted(set(statuses))})")
-    finally:
-        nginx.stop()
-        for server in servers:
-            server.stop()
-        subprocess.run(["psql", postgres_url, "-qc", f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"], check=False)
-
 class Sink:
     """tests/smtp/sink.py on `port`: a real SMTP server saving what it accepts."""
 
@@ -677,7 +622,7 @@ class Sink:
 
 
 def smtp_slow_then_down(binary, workdir, postgres_url, delay, outage):
-    print(f"8. Two instances: SMTP taking {delay} s a message, then down for {outage} s")
+    print(f"7. Two instances: SMTP taking {delay} s a message, then down for {outage} s")
     count = lambda url, q: int(subprocess.run(["psql", url, "-qAtc", q], capture_output=True, text=True,
                                               check=True).stdout.strip())
     for phase in ("slow", "down"):
@@ -732,9 +677,9 @@ def main():
     parser.add_argument("--artifacts", required=True)
     parser.add_argument("--only", type=int, action="append", help="run only test N (repeatable)")
     parser.add_argument("--smtp-delay", type=float, default=1.0, metavar="SECONDS",
-                        help="how long test 8's slow SMTP server takes per message (the acceptance run: 6)")
+                        help="how long test 7's slow SMTP server takes per message (the acceptance run: 6)")
     parser.add_argument("--smtp-outage", type=int, default=20, metavar="SECONDS",
-                        help="how long test 8 keeps SMTP down (the acceptance run: 600)")
+                        help="how long test 7 keeps SMTP down (the acceptance run: 600)")
     args = parser.parse_args()
     wanted = lambda n: not args.only or n in args.only
     binary = str(Path(args.binary).resolve())
@@ -764,8 +709,6 @@ def main():
             if wanted(6):
                 slow_connections(binary, workdir)
             if wanted(7):
-                rolling_restart(binary, workdir, args.postgres_url)
-            if wanted(8):
                 smtp_slow_then_down(binary, workdir, args.postgres_url, args.smtp_delay, args.smtp_outage)
         finally:
             for log in Path(workdir).glob("*.log"):

@@ -71,7 +71,7 @@ pub fn database() -> AdHoc {
                 }
             };
             match done.await {
-                Ok(()) => Ok(rocket),
+                Ok(()) => Ok(rocket.manage(DatabaseReady)),
                 Err(err) => {
                     tracing::error!("{err}");
                     Err(rocket)
@@ -80,6 +80,11 @@ pub fn database() -> AdHoc {
         })
     })
 }
+
+/// Managed once [`database`] has found the database up to date: the steps
+/// after it that need the database skip their work without it (the start
+/// fails with the database's own error, and only that).
+struct DatabaseReady;
 
 /// Opens the upload store (`upload.dir` or the bucket of `upload.s3`),
 /// sweeps what a crash may have left there, and manages the [`Storage`]
@@ -104,7 +109,9 @@ async fn open_storage(rocket: &Rocket<Build>) -> Result<Storage, String> {
         return Err("the settings or the database are not managed".to_owned());
     };
     let storage = Storage::open(&settings.upload).await?;
-    sweep_uploads(&storage, db).await?;
+    if rocket.state::<DatabaseReady>().is_some() {
+        sweep_uploads(&storage, db).await?;
+    }
     Ok(storage)
 }
 

@@ -526,6 +526,10 @@ fn an_unreachable_database_is_retried_for_startup_timeout_and_named_with_its_cau
         text.to_lowercase().contains("refused"),
         "names the cause: {text}"
     );
+    assert!(
+        !text.contains("cannot list uploads"),
+        "the database's error alone, not the steps after it: {text}"
+    );
 }
 
 #[test]

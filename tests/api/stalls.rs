@@ -1,7 +1,8 @@
 //! Bodies that stall, over a real connection to the real binary: a JSON or
 //! form body that sends nothing for 10 s is 408 and changes nothing; an
 //! upload that sends nothing for `upload.idle_timeout` is 408, its bytes in
-//! flight counted against the quota until then.
+//! flight counted against the quota until then; an upload in progress
+//! survives another instance starting on the same store.
 
 use std::time::{Duration, Instant};
 
@@ -243,4 +244,61 @@ async fn an_upload_that_stalls_is_408_and_its_bytes_count_against_the_quota_unti
         keys.iter().all(|key| key.starts_with("files/")) && keys.len() == 1,
         "temporary files left: {keys:?}"
     );
+}
+
+#[rocket::async_test]
+async fn a_second_instance_starting_leaves_an_upload_in_progress_alone() {
+    let (app, a, _dir) = serve("idle_timeout=30").await;
+    app.register("alice").await;
+    let login = a.login("alice", PASSWORD).await;
+    let bearer = format!("Bearer {}", login["access_token"].as_str().unwrap());
+    let boundary = "XyZzYboundary";
+    let content_type = format!("multipart/form-data; boundary={boundary}");
+    let preamble = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"f.bin\"\r\n\r\n"
+    );
+    let epilogue = format!("\r\n--{boundary}--\r\n");
+    let file: Vec<u8> = (0..=255u8).cycle().take(200_000).collect();
+    let upload_head = head(
+        "POST",
+        "/api/v1/uploads",
+        &[("Content-Type", &content_type), ("Authorization", &bearer)],
+        preamble.len() + file.len() + epilogue.len(),
+    );
+    // Half the file is with A (on disk under tmp/, on S3 a multipart
+    // upload in progress) when B starts on the same database and store,
+    // sweeping it at start.
+    let mut upload = Dribble::open(&a.base, &upload_head).await;
+    upload.send(preamble.as_bytes()).await;
+    upload.send(&file[..100_000]).await;
+    sleep(Duration::from_millis(300)).await;
+    let url: String = app.figment.extract_inner("databases.roster.url").unwrap();
+    let store = app.uploads.rocket_env("idle_timeout=30");
+    let b_dir = tempfile::tempdir().unwrap();
+    let b = Server::start(
+        b_dir.path(),
+        &[("DATABASE_URL", &url), ("ROCKET_UPLOAD", &store)],
+    )
+    .await;
+    upload.send(&file[100_000..]).await;
+    upload.send(epilogue.as_bytes()).await;
+    let (status, body) = upload.response(Duration::from_secs(20)).await;
+    assert_eq!(status, 201, "{body}");
+    let id = serde_json::from_str::<serde_json::Value>(&body).unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    // (Each debug instance signs with a secret of its own: a token of B's.)
+    let on_b = b.login("alice", PASSWORD).await;
+    let download = reqwest::Client::new()
+        .get(format!("{}/api/v1/uploads/{id}/content", b.base))
+        .header(
+            "Authorization",
+            format!("Bearer {}", on_b["access_token"].as_str().unwrap()),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(download.status(), 200);
+    assert!(download.bytes().await.unwrap() == file, "whole, through B");
 }

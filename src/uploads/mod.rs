@@ -118,7 +118,21 @@ impl Storage {
         self.failing.lock().ok()?.clone()
     }
 
-    fn track<T>(&self, done: Result<T, StorageError>) -> Result<T, StorageError> {
+    /// `done`'s failure, if it failed, noted for readiness (for steps that
+    /// may not reach the store, such as a part only buffered).
+    pub(crate) fn track_failure<T>(
+        &self,
+        done: Result<T, StorageError>,
+    ) -> Result<T, StorageError> {
+        match done {
+            Ok(value) => Ok(value),
+            failed => self.track(failed),
+        }
+    }
+
+    /// `done`, the outcome of an operation that reached the store, noted
+    /// for readiness.
+    pub(crate) fn track<T>(&self, done: Result<T, StorageError>) -> Result<T, StorageError> {
         if let Ok(mut failing) = self.failing.lock() {
             match &done {
                 Ok(_) if failing.is_some() => *failing = None,
@@ -131,15 +145,17 @@ impl Storage {
 
     /// A new temporary file or object for an upload being received.
     pub async fn stage(&self) -> Result<Staging, StorageError> {
-        let staging = match &*self.backend {
-            Backend::Fs(store) => store
-                .stage()
-                .await
-                .map(Staging::Fs)
-                .map_err(|err| StorageError::Fs("creating an upload's temporary file", err)),
+        match &*self.backend {
+            Backend::Fs(store) => {
+                self.track(
+                    store.stage().await.map(Staging::Fs).map_err(|err| {
+                        StorageError::Fs("creating an upload's temporary file", err)
+                    }),
+                )
+            }
+            // Nothing is sent until the first part fills (or the end).
             Backend::S3(store) => Ok(Staging::S3(store.stage())),
-        };
-        self.track(staging)
+        }
     }
 
     /// Moves a received file into place as upload `id`: from then on it

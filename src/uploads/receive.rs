@@ -210,9 +210,9 @@ async fn store(
             head.extend_from_slice(&chunk[..take]);
         }
         hasher.update(&chunk);
-        staging.put(chunk).await?;
+        storage.track_failure(staging.put(chunk).await)?;
     }
-    let staged = staging.finish().await?;
+    let staged = storage.track(staging.finish().await)?;
     let content_type = infer::get(&head)
         .map_or("application/octet-stream", |kind| kind.mime_type())
         .to_owned();

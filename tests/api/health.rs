@@ -175,6 +175,9 @@ async fn a_failing_upload_store_is_a_json_error_and_a_readiness_note_until_it_wo
     assert_eq!(failed.status, Status::ServiceUnavailable, "{}", failed.text);
     assert_eq!(failed.body, json!({"detail": "Upload storage unavailable"}));
     assert!(failed.header("Retry-After").is_some());
+    assert!(readiness_notes(&app)
+        .await
+        .contains("the upload store is failing"));
     let download = app
         .get_as(&alice, &format!("/api/v1/uploads/{id}/content"))
         .await;

@@ -209,15 +209,17 @@ async fn a_50_mib_upload_and_download_stream_with_flat_memory() {
         "peak RSS grew {grown_mib:.1} MiB for a 50 MiB file on {backend}"
     );
     // The test bucket keeps nothing it does not need.
-    let deleted = http
-        .delete(format!(
-            "{}/api/v1/uploads/{}",
-            server.base,
-            uploaded["id"].as_str().unwrap()
-        ))
-        .header("Authorization", &auth["Authorization: ".len()..])
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(deleted.status(), 204);
+    for id in [&uploaded["id"], &warm["id"]] {
+        let deleted = http
+            .delete(format!(
+                "{}/api/v1/uploads/{}",
+                server.base,
+                id.as_str().unwrap()
+            ))
+            .header("Authorization", &auth["Authorization: ".len()..])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(deleted.status(), 204);
+    }
 }

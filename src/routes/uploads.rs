@@ -157,7 +157,7 @@ pub async fn get_upload_content(
         );
         return Err(ApiError::internal("reading an upload")("stored size differs").into());
     }
-    Ok(Download { body, size, upload })
+    Ok(Download { body, upload })
 }
 
 /// Delete an upload and its file (owner or admin).

@@ -19,9 +19,8 @@ use crate::db::uploads::UploadRecord;
 
 /// A stored file streamed from its store.
 pub struct Download {
+    /// The file's bytes, as many as the record's `size` (checked).
     pub body: StoredBody,
-    /// The stored size (the record's, checked against the store's).
-    pub size: u64,
     pub upload: UploadRecord,
 }
 
@@ -43,7 +42,7 @@ impl<'r> Responder<'r, 'static> for Download {
                 "default-src 'none'; sandbox",
             ))
             .header(Header::new("Cache-Control", "private, no-store"))
-            .sized_body(self.size as usize, self.body)
+            .sized_body(self.upload.size as usize, self.body)
             .ok()
     }
 }

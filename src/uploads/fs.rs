@@ -11,7 +11,7 @@ use rocket::tokio::fs::File;
 use rocket::tokio::io::AsyncWriteExt;
 use uuid::Uuid;
 
-#[derive(Debug)]
+#[derive(Debug, Clone)]
 pub struct FsStore {
     root: PathBuf,
 }

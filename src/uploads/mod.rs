@@ -233,15 +233,12 @@ impl Storage {
         cutoff: SystemTime,
     ) -> Result<(usize, usize), StorageError> {
         let done = match &*self.backend {
-            Backend::Fs(_) => {
-                let backend = Arc::clone(&self.backend);
-                rocket::tokio::task::spawn_blocking(move || match &*backend {
-                    Backend::Fs(store) => store.repair(&known_ids, cutoff),
-                    Backend::S3(_) => unreachable!(),
-                })
-                .await
-                .unwrap_or_else(|err| Err(std::io::Error::other(err)))
-                .map_err(|err| StorageError::Fs("sweeping upload.dir", err))
+            Backend::Fs(store) => {
+                let store = store.clone();
+                rocket::tokio::task::spawn_blocking(move || store.repair(&known_ids, cutoff))
+                    .await
+                    .unwrap_or_else(|err| Err(std::io::Error::other(err)))
+                    .map_err(|err| StorageError::Fs("sweeping upload.dir", err))
             }
             Backend::S3(store) => store
                 .repair(&known_ids, cutoff)

@@ -181,6 +181,11 @@ impl S3Store {
         }
     }
 
+    /// Every object under `area` (`tmp`, `files`).
+    async fn listing(&self, area: &str) -> Result<Vec<object_store::ObjectMeta>, Error> {
+        self.store.list(Some(&self.area(area))).try_collect().await
+    }
+
     /// See [`super::Storage::repair`].
     pub async fn repair(
         &self,
@@ -188,24 +193,15 @@ impl S3Store {
         cutoff: SystemTime,
     ) -> Result<(usize, usize), Error> {
         let stale = |meta: &object_store::ObjectMeta| SystemTime::from(meta.last_modified) < cutoff;
-        let mut doomed = Vec::new();
-        let temporary: Vec<_> = self
-            .store
-            .list(Some(&self.area("tmp")))
-            .try_collect()
-            .await?;
-        doomed.extend(
-            temporary
-                .into_iter()
-                .filter(stale)
-                .map(|meta| meta.location),
-        );
+        let mut doomed: Vec<Path> = self
+            .listing("tmp")
+            .await?
+            .into_iter()
+            .filter(stale)
+            .map(|meta| meta.location)
+            .collect();
         let mut present = HashSet::new();
-        let files: Vec<_> = self
-            .store
-            .list(Some(&self.area("files")))
-            .try_collect()
-            .await?;
+        let files = self.listing("files").await?;
         for meta in files {
             let name = meta.location.filename().unwrap_or_default().to_owned();
             if known_ids.contains(&name) {

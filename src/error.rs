@@ -6,7 +6,7 @@
 //! guard's reason reaches the client with the same shape as a handler's.
 
 use std::io::Cursor;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use rocket::http::{ContentType, Header, Status};
 use rocket::request::Request;
@@ -224,28 +224,44 @@ fn default_message(status: Status) -> String {
 
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
-        match err {
-            DbError::Conflict(conflict) => ApiError::Conflict(conflict.message().into()),
-            DbError::InvalidValue(cause) => {
-                tracing::warn!("refused a value the database cannot take: {cause}");
-                ApiError::BadRequest("The request holds a value that cannot be stored".into())
-            }
-            DbError::Unavailable(cause) => {
-                tracing::warn!("database unavailable: {cause}");
-                ApiError::Unavailable("Database unavailable".into())
-            }
-            DbError::TimedOut(cause) => {
-                tracing::warn!("stopped a statement at its time limit: {cause}");
-                ApiError::Unavailable(
-                    "The query took too long and was stopped; narrow it and try again".into(),
-                )
-            }
-            other => ApiError::Internal {
-                context: "using the database",
-                cause: Box::new(other),
-            },
-        }
+        db_answer(&err).unwrap_or_else(|| ApiError::Internal {
+            context: "using the database",
+            cause: Box::new(err),
+        })
     }
+}
+
+/// The failure of a batch of reads, which each request in it answers as if
+/// it had failed alone.
+impl From<Arc<DbError>> for ApiError {
+    fn from(err: Arc<DbError>) -> Self {
+        db_answer(&err).unwrap_or_else(|| ApiError::Internal {
+            context: "using the database",
+            cause: Box::new(err),
+        })
+    }
+}
+
+/// What the client is told of a database failure that is not a bug.
+fn db_answer(err: &DbError) -> Option<ApiError> {
+    Some(match err {
+        DbError::Conflict(conflict) => ApiError::Conflict(conflict.message().into()),
+        DbError::InvalidValue(cause) => {
+            tracing::warn!("refused a value the database cannot take: {cause}");
+            ApiError::BadRequest("The request holds a value that cannot be stored".into())
+        }
+        DbError::Unavailable(cause) => {
+            tracing::warn!("database unavailable: {cause}");
+            ApiError::Unavailable("Database unavailable".into())
+        }
+        DbError::TimedOut(cause) => {
+            tracing::warn!("stopped a statement at its time limit: {cause}");
+            ApiError::Unavailable(
+                "The query took too long and was stopped; narrow it and try again".into(),
+            )
+        }
+        _ => return None,
+    })
 }
 
 /// A domain rule broken after request validation passed: the request is

@@ -11,6 +11,7 @@ use rocket_db_pools::Database;
 use crate::auth::password::PasswordHasher;
 use crate::auth::tokens::{random_secret, TokenKeys};
 use crate::config::{ConfigError, Settings};
+use crate::db::batch::Reads;
 use crate::db::{self, Db, DbPool};
 use crate::uploads::Storage;
 
@@ -71,7 +72,14 @@ pub fn database() -> AdHoc {
                 }
             };
             match done.await {
-                Ok(()) => Ok(rocket.manage(DatabaseReady)),
+                // Reads on PostgreSQL go in batches (`db::batch`).
+                Ok(()) => Ok(match pool {
+                    DbPool::Postgres(conns) => {
+                        let reads = Reads::start(conns.clone());
+                        rocket.manage(DatabaseReady).manage(reads)
+                    }
+                    DbPool::Sqlite(_) => rocket.manage(DatabaseReady),
+                }),
                 Err(err) => {
                     tracing::error!("{err}");
                     Err(rocket)

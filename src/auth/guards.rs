@@ -9,9 +9,10 @@ use rocket_okapi::okapi::openapi3::{
 use rocket_okapi::request::{OpenApiFromRequest, RequestHeaderInput};
 
 use super::tokens::{Claims, TokenError, TokenKeys};
+use crate::db::batch::{Reads, BATCHED_SKIP};
 use crate::db::sessions::{self, AuthRecord, TokenClaims};
 use crate::db::users::{self, SeenUser, UserRecord};
-use crate::db::{Conn, Db, PooledConn};
+use crate::db::{Conn, Db, DbPool, PooledConn};
 use crate::domain::Role;
 use crate::error::{stash, ApiError};
 
@@ -47,33 +48,46 @@ impl AuthUser {
     }
 }
 
-/// A bearer token whose signature and expiry are good, with a pooled
-/// connection, for handlers that only read: the rest of the check (the user
-/// exists and is active, the session is open, the token version current)
-/// runs on that connection inside the handler's read where it can
-/// ([`AuthConn::visible_user`], [`AuthConn::parts`]),
-/// so such a read is one round trip to the database. Handlers that write
-/// take [`AuthUser`], so that no request ever holds two connections of a
-/// small pool.
+/// A bearer token whose signature and expiry are good, for handlers that
+/// only read: the rest of the check (the user exists and is active, the
+/// session is open, the token version current) runs inside the handler's
+/// read where it can ([`AuthConn::visible_user`], [`AuthConn::active_page`],
+/// [`AuthConn::parts`]), so such a read is one statement. On PostgreSQL the
+/// reads of many requests share one (`db::batch`); otherwise the first read
+/// takes a connection from the pool for the rest of the request. Handlers
+/// that write take [`AuthUser`], so that no request ever holds two
+/// connections of a small pool.
 pub struct AuthConn {
     claims: Claims,
     user_id: i64,
-    conn: PooledConn,
+    db: DbPool,
+    reads: Option<Reads>,
+    conn: Option<PooledConn>,
 }
 
 impl AuthConn {
+    /// Where this request's reads go: to a batch, unless there is none
+    /// (SQLite) or the request already holds a connection, which it uses
+    /// rather than wait for another.
+    fn batched(&self) -> Option<&Reads> {
+        self.reads.as_ref().filter(|_| self.conn.is_none())
+    }
+
     /// The rest of the token check alone: the user, if the token may act.
     pub async fn user(&mut self) -> Result<AuthUser, ApiError> {
-        let record =
-            sessions::load_for_token(self.conn.conn(), self.user_id, &self.claims.sid).await?;
+        let record = match self.batched() {
+            Some(reads) => reads.token(self.user_id, &self.claims.sid).await?,
+            None => {
+                let (conn, token) = self.parts().await?;
+                sessions::load_for_token(conn, token.user_id, token.session_id).await?
+            }
+        };
         admit(record, &self.claims)
     }
 
-    /// The rest of the token check alone: the user, and the connection
-    /// for the handler's own reads.
-    pub async fn check(mut self) -> Result<(AuthUser, PooledConn), ApiError> {
-        let user = self.user().await?;
-        Ok((user, self.conn))
+    /// The rest of the token check alone: the user.
+    pub async fn check(mut self) -> Result<AuthUser, ApiError> {
+        self.user().await
     }
 
     /// `input` parsed, or its error once the token is checked: a bad token
@@ -92,8 +106,17 @@ impl AuthConn {
     /// an admin), the token checked in the same statement; `None` (404)
     /// otherwise, whether it exists or not.
     pub async fn visible_user(mut self, id: i64) -> Result<Option<SeenUser>, ApiError> {
-        let token = token_claims(self.user_id, &self.claims);
-        match users::find_if_token(self.conn.conn(), &token, id).await? {
+        let found = match self.batched() {
+            Some(reads) => {
+                let token = token_claims(self.user_id, &self.claims);
+                reads.user(&token, id).await?
+            }
+            None => {
+                let (conn, token) = self.parts().await?;
+                users::find_if_token(conn, &token, id).await?
+            }
+        };
+        match found {
             Some(seen) => {
                 Ok((seen.user.is_active || seen.caller_role == Role::Admin).then_some(seen))
             }
@@ -105,11 +128,34 @@ impl AuthConn {
         }
     }
 
-    /// The connection and the token's claims, for a read that checks the
-    /// token in its own statement (`db::sessions::token_holds!`); then
+    /// A page of active users ordered by id, the token checked in the same
+    /// statement (in a batch unless it skips more than [`BATCHED_SKIP`]).
+    pub async fn active_page(mut self, skip: i64, limit: i64) -> Result<Vec<SeenUser>, ApiError> {
+        let page = match self.batched().filter(|_| skip <= BATCHED_SKIP) {
+            Some(reads) => {
+                let token = token_claims(self.user_id, &self.claims);
+                reads.page(&token, skip, limit).await?
+            }
+            None => {
+                let (conn, token) = self.parts().await?;
+                users::list_if_token(conn, &token, skip, limit).await?
+            }
+        };
+        self.settle(page.is_empty()).await?;
+        Ok(page)
+    }
+
+    /// A connection (the request's own, taken from the pool at its first
+    /// use) and the token's claims, for a read that checks the token in its
+    /// own statement (`db::sessions::token_holds!`); then
     /// [`AuthConn::settle`] with whether it found nothing.
-    pub fn parts(&mut self) -> (Conn<'_>, TokenClaims<'_>) {
-        (self.conn.conn(), token_claims(self.user_id, &self.claims))
+    pub async fn parts(&mut self) -> Result<(Conn<'_>, TokenClaims<'_>), ApiError> {
+        let conn = match self.conn.take() {
+            Some(conn) => conn,
+            None => self.db.acquire().await?,
+        };
+        let conn = self.conn.insert(conn);
+        Ok((conn.conn(), token_claims(self.user_id, &self.claims)))
     }
 
     /// After such a read: an empty answer may mean a bad token, so the
@@ -136,9 +182,8 @@ fn unauthorized(message: &str) -> ApiError {
     ApiError::Unauthorized(message.to_owned())
 }
 
-/// A token's signature and expiry checked, and a connection to check the
-/// rest on; nothing is read yet.
-async fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
+/// A token's signature and expiry checked; nothing is read yet.
+fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
     let header = request
         .headers()
         .get_one("Authorization")
@@ -163,11 +208,12 @@ async fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
         .rocket()
         .state::<Db>()
         .ok_or_else(|| ApiError::internal("checking a token")("the database is not managed"))?;
-    let conn = db.acquire().await?;
     Ok(AuthConn {
         claims,
         user_id,
-        conn,
+        db: DbPool::clone(db),
+        reads: request.rocket().state::<Reads>().cloned(),
+        conn: None,
     })
 }
 
@@ -187,10 +233,9 @@ fn admit(record: Option<AuthRecord>, claims: &Claims) -> Result<AuthUser, ApiErr
     })
 }
 
-/// The whole check, its connection given back.
+/// The whole check.
 async fn authenticate(request: &Request<'_>) -> Result<AuthUser, ApiError> {
-    let (auth, _conn) = verify_token(request).await?.check().await?;
-    Ok(auth)
+    verify_token(request)?.check().await
 }
 
 /// A guard's outcome: on failure the error is stashed for the catcher,
@@ -216,7 +261,7 @@ impl<'r> FromRequest<'r> for AuthConn {
     type Error = ();
 
     async fn from_request(request: &'r Request<'_>) -> Outcome<Self, ()> {
-        outcome(request, verify_token(request).await)
+        outcome(request, verify_token(request))
     }
 }
 

@@ -168,6 +168,11 @@ where
         }
     }
 
+    /// How long [`Conns::acquire`] waits for a connection.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.inner.acquire_timeout
+    }
+
     /// How connections are opened.
     pub fn options(&self) -> &C::Options {
         &self.inner.options

@@ -22,6 +22,7 @@ macro_rules! limit_offset {
 
 #[macro_use]
 pub mod users;
+pub mod batch;
 mod conns;
 pub use conns::PoolStats;
 pub mod account_tokens;

@@ -268,14 +268,25 @@ pub struct TokenClaims<'a> {
     pub version: i64,
 }
 
-/// The users and sessions rows (`a`, `s`) of the token of parameters
-/// `$1`-`$3` ([`TokenClaims`]), if it may act: its user exists and is
-/// active, its session is open and its version current.
+/// The users and sessions rows (`a`, `s`) of a token, if it may act: its
+/// user exists and is active, its session is open and its version current.
+/// The token's user id, session id and version are parameters `$1`-`$3`
+/// ([`TokenClaims`]), or the three expressions given (the columns of a
+/// batch, `db::batch`).
 macro_rules! token_rows {
     () => {
-        "FROM users a JOIN sessions s ON s.user_id = a.id \
-         WHERE a.id = $1 AND s.id = $2 AND a.token_version = $3 AND a.is_active \
-           AND s.revoked_at IS NULL"
+        $crate::db::sessions::token_rows!("$1", "$2", "$3")
+    };
+    ($user_id:literal, $session_id:literal, $version:literal) => {
+        concat!(
+            "FROM users a JOIN sessions s ON s.user_id = a.id WHERE a.id = ",
+            $user_id,
+            " AND s.id = ",
+            $session_id,
+            " AND a.token_version = ",
+            $version,
+            " AND a.is_active AND s.revoked_at IS NULL"
+        )
     };
 }
 pub(crate) use token_rows;
@@ -296,12 +307,16 @@ pub(crate) use token_holds;
 
 /// The token's user as a one-row table `caller (caller_id, caller_role)`,
 /// empty unless the token may act: a read joined to it is checked and knows
-/// who reads, in one statement.
+/// who reads, in one statement. The token is `$1`-`$3`, or the three
+/// expressions given, as in [`token_rows!`].
 macro_rules! caller_join {
     () => {
+        $crate::db::sessions::caller_join!("$1", "$2", "$3")
+    };
+    ($user_id:literal, $session_id:literal, $version:literal) => {
         concat!(
             " CROSS JOIN (SELECT a.id AS caller_id, a.role AS caller_role ",
-            $crate::db::sessions::token_rows!(),
+            $crate::db::sessions::token_rows!($user_id, $session_id, $version),
             ") caller "
         )
     };
@@ -319,6 +334,19 @@ macro_rules! bind_token {
 }
 pub(crate) use bind_token;
 
+/// Whether the session `$session_id` (a parameter, or a column of a batch)
+/// of the `users` row being read is open, as column `session_live`.
+macro_rules! session_live {
+    ($session_id:literal) => {
+        concat!(
+            "EXISTS (SELECT 1 FROM sessions s WHERE s.id = ",
+            $session_id,
+            " AND s.user_id = users.id AND s.revoked_at IS NULL) AS session_live"
+        )
+    };
+}
+pub(crate) use session_live;
+
 /// The user an access token names, and whether its session is open: one
 /// query per authenticated request.
 pub async fn load_for_token(
@@ -329,10 +357,9 @@ pub async fn load_for_token(
     const SQL: &str = concat!(
         "SELECT ",
         user_columns!(),
-        ", EXISTS (SELECT 1 FROM sessions s \
-                   WHERE s.id = $2 AND s.user_id = users.id AND s.revoked_at IS NULL) \
-           AS session_live \
-         FROM users WHERE id = $1"
+        ", ",
+        session_live!("$2"),
+        " FROM users WHERE id = $1"
     );
     let row = on_conn!(conn, c => sqlx::query_as::<_, AuthRecord>(SQL)
         .bind(user_id)

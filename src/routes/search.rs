@@ -86,7 +86,7 @@ pub async fn search_users(
 ) -> Result<Json<Vec<UserResponse>>, Fails<{ UNAUTHORIZED | UNAVAILABLE }>> {
     let (mut auth, search) = auth.parsed(search.into_inner()).await?;
     let needle = trimmed(&search.query).to_lowercase();
-    let (conn, token) = auth.parts();
+    let (conn, token) = auth.parts().await?;
     let page = (search.skip, search.limit);
     let found = users::search(conn, &token, &needle, page, SEARCH_TIME_LIMIT).await?;
     auth.settle(found.is_empty()).await?;

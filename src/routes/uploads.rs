@@ -105,7 +105,7 @@ pub async fn list_uploads(
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UploadResponse>>, Fails<{ UNAVAILABLE }>> {
     let (mut auth, paging) = auth.parsed(paging.into_inner()).await?;
-    let (conn, token) = auth.parts();
+    let (conn, token) = auth.parts().await?;
     let list = uploads::list_for_owner(conn, &token, paging.skip, paging.limit).await?;
     auth.settle(list.is_empty()).await?;
     Ok(Json(list.iter().map(UploadResponse::from).collect()))

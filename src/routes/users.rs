@@ -115,10 +115,8 @@ pub async fn list_users(
     auth: AuthConn,
     paging: ValidQuery<Paging>,
 ) -> Result<Json<Vec<UserResponse>>, Fails<{ UNAUTHORIZED | UNAVAILABLE }>> {
-    let (mut auth, paging) = auth.parsed(paging.into_inner()).await?;
-    let (conn, token) = auth.parts();
-    let page = users::list_if_token(conn, &token, paging.skip, paging.limit).await?;
-    auth.settle(page.is_empty()).await?;
+    let (auth, paging) = auth.parsed(paging.into_inner()).await?;
+    let page = auth.active_page(paging.skip, paging.limit).await?;
     Ok(Json(page.iter().map(UserResponse::from).collect()))
 }
 

@@ -101,7 +101,7 @@ pub async fn list_users(
     }
     let after = query.cursor.as_deref().and_then(decode_cursor).unwrap_or(0);
     // One row more than asked tells whether another page exists.
-    let (conn, token) = auth.parts();
+    let (conn, token) = auth.parts().await?;
     let mut page = users::list_after(
         conn,
         &token,

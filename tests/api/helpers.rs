@@ -107,7 +107,7 @@ impl TestApp {
         Self::start(self.database_url(), TestDb::Shared, Some(uploads), |f| f).await
     }
 
-    fn database_url(&self) -> String {
+    pub fn database_url(&self) -> String {
         self.figment
             .extract_inner("databases.roster.url")
             .expect("database url")
@@ -337,6 +337,18 @@ impl TestApp {
             roster::db::Conn::Postgres(c) => sqlx::query_scalar(sql).fetch_one(c).await,
         }
         .expect("the count")
+    }
+
+    /// Runs one statement on this app's database, behind the API's back.
+    pub async fn execute(&self, sql: &'static str) {
+        use rocket_db_pools::Database;
+        let db = roster::db::Db::fetch(self.client.rocket()).expect("database attached");
+        let mut conn = db.acquire().await.expect("a connection");
+        match conn.conn() {
+            roster::db::Conn::Sqlite(c) => sqlx::query(sql).execute(c).await.map(drop),
+            roster::db::Conn::Postgres(c) => sqlx::query(sql).execute(c).await.map(drop),
+        }
+        .unwrap_or_else(|e| panic!("{sql}: {e}"));
     }
 
     /// Creates an admin the way `roster admin create` does.

@@ -4,6 +4,7 @@
 
 mod accounts;
 mod auth;
+mod batching;
 mod binary;
 mod changes;
 mod cors;

@@ -38,10 +38,12 @@ pub const IN_FLIGHT: usize = 2;
 /// The most requests in one batch.
 pub const MAX_BATCH: usize = 128;
 
-/// Pages that skip more rows than this are read alone: such a read costs
-/// PostgreSQL far more than its round trip, and alone it runs beside the
-/// others on a connection of its own instead of in line in a batch (pages
-/// at `skip=9990` ran at 965 per second batched, `bench/NOTES.md`).
+/// Pages that skip more users than this are read alone, on a connection of
+/// their own: such a page costs PostgreSQL far more than its round trip,
+/// and in a batch it would hold one of the [`IN_FLIGHT`] slots that long,
+/// delaying every token check behind it. At `skip=9990`, batched pages ran
+/// 11 % more per second but at twice the p99 (170 ms against 91 ms,
+/// `bench/NOTES.md`).
 pub const BATCHED_SKIP: i64 = 500;
 
 /// A batch's failure, shared by every request in it.

@@ -72,14 +72,15 @@ pub fn database() -> AdHoc {
                 }
             };
             match done.await {
-                // Reads on PostgreSQL go in batches (`db::batch`).
-                Ok(()) => Ok(match pool {
-                    DbPool::Postgres(conns) => {
-                        let reads = Reads::start(conns.clone());
-                        rocket.manage(DatabaseReady).manage(reads)
-                    }
-                    DbPool::Sqlite(_) => rocket.manage(DatabaseReady),
-                }),
+                Ok(()) => {
+                    // Reads on PostgreSQL go in batches (`db::batch`);
+                    // SQLite reads directly.
+                    let reads: Option<Reads> = match pool {
+                        DbPool::Postgres(conns) => Some(Reads::start(conns.clone())),
+                        DbPool::Sqlite(_) => None,
+                    };
+                    Ok(rocket.manage(DatabaseReady).manage(reads))
+                }
                 Err(err) => {
                     tracing::error!("{err}");
                     Err(rocket)

@@ -212,7 +212,7 @@ fn verify_token(request: &Request<'_>) -> Result<AuthConn, ApiError> {
         claims,
         user_id,
         db: DbPool::clone(db),
-        reads: request.rocket().state::<Reads>().cloned(),
+        reads: request.rocket().state::<Option<Reads>>().cloned().flatten(),
         conn: None,
     })
 }

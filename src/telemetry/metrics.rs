@@ -3,12 +3,12 @@
 //! recorded as each request is answered (`access::Departure`); the state of
 //! the pools and of the outbox is read when the metrics are.
 
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 use rocket::http::{ContentType, Method, Status};
 use rocket::request::{FromRequest, Outcome};
@@ -22,6 +22,7 @@ use rocket_okapi::settings::OpenApiSettings;
 use rocket_okapi::{openapi, openapi_get_routes_spec};
 
 use crate::auth::password::PasswordHasher;
+use crate::db::batch::Reads;
 use crate::db::{self, Db};
 use crate::error::ApiError;
 use crate::fairings::client_ip::{Networks, TrustedProxies};
@@ -42,6 +43,10 @@ pub struct Metrics {
     pool_max: IntGauge,
     outbox: IntGaugeVec,
     hash_waiting: IntGauge,
+    batched_reads: IntCounter,
+    batch_statements: IntCounter,
+    /// One scrape at a time brings the batch counters up to date.
+    catching_up: Mutex<()>,
     allowed: Networks,
 }
 
@@ -99,6 +104,16 @@ impl Metrics {
             "Requests waiting for a free password hasher.",
         )
         .expect("a valid metric");
+        let batched_reads = IntCounter::new(
+            "roster_db_batched_reads_total",
+            "Reads sent to PostgreSQL in batches: token checks, users by id, pages of users.",
+        )
+        .expect("a valid metric");
+        let batch_statements = IntCounter::new(
+            "roster_db_batch_statements_total",
+            "Statements that carried the batched reads.",
+        )
+        .expect("a valid metric");
         let build = IntGaugeVec::new(
             Opts::new("roster_build_info", "The running build: always 1."),
             &["version", "commit"],
@@ -118,6 +133,8 @@ impl Metrics {
             Box::new(pool_max.clone()),
             Box::new(outbox.clone()),
             Box::new(hash_waiting.clone()),
+            Box::new(batched_reads.clone()),
+            Box::new(batch_statements.clone()),
             Box::new(build),
         ] {
             registry.register(metric).expect("metric names are unique");
@@ -131,6 +148,9 @@ impl Metrics {
             pool_max,
             outbox,
             hash_waiting,
+            batched_reads,
+            batch_statements,
+            catching_up: Mutex::new(()),
             allowed,
         })
     }
@@ -152,7 +172,21 @@ impl Metrics {
     }
 
     /// The text exposition format, with the gauges read now.
-    async fn render(&self, db: &Db, hasher: &PasswordHasher) -> Result<String, ApiError> {
+    async fn render(
+        &self,
+        db: &Db,
+        hasher: &PasswordHasher,
+        reads: Option<&Reads>,
+    ) -> Result<String, ApiError> {
+        if let Some(reads) = reads {
+            let stats = reads.stats();
+            let _alone = self
+                .catching_up
+                .lock()
+                .unwrap_or_else(PoisonError::into_inner);
+            catch_up(&self.batched_reads, stats.reads);
+            catch_up(&self.batch_statements, stats.statements);
+        }
         let pool = db.stats();
         self.pool
             .with_label_values(&["in_use"])
@@ -188,6 +222,11 @@ impl Metrics {
             .map_err(ApiError::internal("encoding the metrics"))?;
         String::from_utf8(text).map_err(ApiError::internal("encoding the metrics"))
     }
+}
+
+/// Adds to `counter` what `total`, counted elsewhere, has gained since.
+fn catch_up(counter: &IntCounter, total: u64) {
+    counter.inc_by(total.saturating_sub(counter.get()));
 }
 
 /// A client `metrics.allow` lists; anyone else is told there is nothing
@@ -254,7 +293,8 @@ impl OpenApiResponderInner for Exposition {
 
 /// Prometheus metrics of this instance: requests by route template and
 /// status, their durations, rate-limit refusals, database connections,
-/// outbox jobs, requests waiting for a password hasher, the build. Only
+/// batched reads, outbox jobs, requests waiting for a password hasher, the
+/// build. Only
 /// for the addresses in `metrics.allow` (loopback by default); 404 to
 /// anyone else.
 #[openapi(tag = "Health")]
@@ -264,8 +304,12 @@ pub async fn metrics(
     metrics: &State<Arc<Metrics>>,
     db: &State<Db>,
     hasher: &State<PasswordHasher>,
+    reads: &State<Option<Reads>>,
 ) -> Result<Exposition, ApiError> {
-    metrics.render(db, hasher).await.map(Exposition)
+    metrics
+        .render(db, hasher, reads.inner().as_ref())
+        .await
+        .map(Exposition)
 }
 
 /// The route and its OpenAPI document (mounted at `/`).

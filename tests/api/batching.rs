@@ -19,7 +19,12 @@ use crate::helpers::{postgres_url, Reply, TestApp, TestUser};
 
 /// The batching task of `app`, which runs on PostgreSQL only.
 fn batches_of(app: &TestApp) -> Option<Reads> {
-    let reads = app.client.rocket().state::<Reads>().cloned();
+    let reads = app
+        .client
+        .rocket()
+        .state::<Option<Reads>>()
+        .cloned()
+        .flatten();
     assert_eq!(
         reads.is_some(),
         postgres_url().is_some(),
@@ -169,6 +174,21 @@ async fn requests_read_in_batches_are_each_answered_as_if_read_alone() {
         statements < reads_made,
         "{statements} statements for {reads_made} reads"
     );
+    // The metrics count the same.
+    let loopback = "127.0.0.1:40000".parse().expect("an address");
+    let metrics = app.req("GET", "/metrics").from(loopback).send().await;
+    assert_eq!(metrics.status, Status::Ok, "{}", metrics.text);
+    let stats = reads.stats();
+    for series in [
+        format!("roster_db_batched_reads_total {}\n", stats.reads),
+        format!("roster_db_batch_statements_total {}\n", stats.statements),
+    ] {
+        assert!(
+            metrics.text.contains(&series),
+            "{series} in:\n{}",
+            metrics.text
+        );
+    }
 }
 
 /// A token's claims as the server issued them.

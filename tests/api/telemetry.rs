@@ -280,6 +280,9 @@ async fn metrics_count_requests_by_route_template_and_pass_promtool() {
         r#"roster_rate_limited_total{policy="register"} 1"#,
         r#"roster_rate_limited_total{policy="login"} 0"#,
         r#"roster_password_hash_waiting 0"#,
+        // SQLite reads directly: nothing batched.
+        r#"roster_db_batched_reads_total 0"#,
+        r#"roster_db_batch_statements_total 0"#,
         r#"roster_db_pool_connections{state="idle"} "#,
         r#"roster_db_pool_connections{state="in_use"} "#,
         r#"roster_outbox_jobs{status="dead"} 0"#,

@@ -5,6 +5,7 @@
 //! `ApiError` in the request's local cache and the catcher renders it, so a
 //! guard's reason reaches the client with the same shape as a handler's.
 
+use std::borrow::Borrow;
 use std::io::Cursor;
 use std::sync::{Arc, Mutex};
 
@@ -224,10 +225,7 @@ fn default_message(status: Status) -> String {
 
 impl From<DbError> for ApiError {
     fn from(err: DbError) -> Self {
-        db_answer(&err).unwrap_or_else(|| ApiError::Internal {
-            context: "using the database",
-            cause: Box::new(err),
-        })
+        from_db(err)
     }
 }
 
@@ -235,11 +233,19 @@ impl From<DbError> for ApiError {
 /// it had failed alone.
 impl From<Arc<DbError>> for ApiError {
     fn from(err: Arc<DbError>) -> Self {
-        db_answer(&err).unwrap_or_else(|| ApiError::Internal {
-            context: "using the database",
-            cause: Box::new(err),
-        })
+        from_db(err)
     }
+}
+
+/// A database failure, owned or shared: what the client is told, or a bug.
+fn from_db<E>(err: E) -> ApiError
+where
+    E: Borrow<DbError> + std::error::Error + Send + Sync + 'static,
+{
+    db_answer(err.borrow()).unwrap_or_else(|| ApiError::Internal {
+        context: "using the database",
+        cause: Box::new(err),
+    })
 }
 
 /// What the client is told of a database failure that is not a bug.

@@ -200,7 +200,7 @@ async fn gather(
         let slot = timeout(conns.acquire_timeout(), Arc::clone(&slots).acquire_owned()).await;
         let mut batch = Batch::default();
         batch.push(first);
-        while batch.len < MAX_BATCH {
+        while batch.len() < MAX_BATCH {
             match queue.try_recv() {
                 Ok(ask) => batch.push(ask),
                 Err(_) => break,
@@ -208,7 +208,7 @@ async fn gather(
         }
         counters
             .reads
-            .fetch_add(batch.len as u64, Ordering::Relaxed);
+            .fetch_add(batch.len() as u64, Ordering::Relaxed);
         let Ok(Ok(slot)) = slot else {
             batch.fail(&Arc::new(DbError::Unavailable(sqlx::Error::PoolTimedOut)));
             continue;
@@ -224,7 +224,6 @@ async fn gather(
 
 #[derive(Default)]
 struct Batch {
-    len: usize,
     tokens: Vec<(i64, String, Reply<Option<AuthRecord>>)>,
     users: Vec<(Token, i64, Reply<Option<SeenUser>>)>,
     pages: Vec<(Token, i64, i64, Reply<Vec<SeenUser>>)>,
@@ -284,8 +283,11 @@ const PAGES: &str = batched!(
 );
 
 impl Batch {
+    fn len(&self) -> usize {
+        self.tokens.len() + self.users.len() + self.pages.len()
+    }
+
     fn push(&mut self, ask: Ask) {
-        self.len += 1;
         match ask {
             Ask::Token {
                 user_id,
@@ -320,7 +322,6 @@ impl Batch {
             tokens,
             users,
             pages,
-            ..
         } = self;
         let conn: &mut PgConnection = &mut conn;
         if !tokens.is_empty() {

@@ -17,8 +17,10 @@ use sqlx::Connection;
 
 use crate::helpers::{postgres_url, Reply, TestApp, TestUser};
 
-/// The batching task of `app`, which runs on PostgreSQL only.
-fn batches_of(app: &TestApp) -> Option<Reads> {
+/// An app and its batching task, which runs on PostgreSQL only; `None` on
+/// SQLite, which reads directly.
+async fn on_postgres() -> Option<(TestApp, Reads)> {
+    let app = TestApp::spawn().await;
     let reads = app
         .client
         .rocket()
@@ -30,7 +32,7 @@ fn batches_of(app: &TestApp) -> Option<Reads> {
         postgres_url().is_some(),
         "reads are batched on PostgreSQL, and only there"
     );
-    reads
+    Some((app, reads?))
 }
 
 /// What a reply says, in one line: the usernames of a page, a user's
@@ -101,8 +103,7 @@ impl Cast {
 
 #[rocket::async_test]
 async fn requests_read_in_batches_are_each_answered_as_if_read_alone() {
-    let app = TestApp::spawn().await;
-    let Some(reads) = batches_of(&app) else {
+    let Some((app, reads)) = on_postgres().await else {
         return; // SQLite reads in the process: nothing to batch.
     };
     let cast = Cast::on(&app).await;
@@ -285,10 +286,9 @@ async fn alone(conn: &mut PgConnection, claims: &(i64, String, i64), read: Read)
 
 #[rocket::async_test]
 async fn reads_made_together_share_one_statement_per_kind_and_match_the_reads_alone() {
-    let app = TestApp::spawn().await;
-    if batches_of(&app).is_none() {
+    let Some((app, _)) = on_postgres().await else {
         return; // SQLite: no batches.
-    }
+    };
     let cast = Cast::on(&app).await;
     let mut asks = Vec::new();
     for user in cast.all() {
@@ -406,10 +406,9 @@ async fn one_of_each(
 
 #[rocket::async_test]
 async fn a_statement_that_fails_answers_every_request_of_its_batch_and_the_next_batch_works() {
-    let app = TestApp::spawn().await;
-    if batches_of(&app).is_none() {
+    let Some((app, _)) = on_postgres().await else {
         return; // SQLite: no batches.
-    }
+    };
     let alice = app.user("alice").await;
     let (_, session_id, _) = claims_of(&alice);
     let reads = private_reads(&app);
@@ -438,10 +437,9 @@ async fn a_statement_that_fails_answers_every_request_of_its_batch_and_the_next_
 
 #[rocket::async_test]
 async fn without_a_database_every_request_of_a_batch_is_told_it_is_unavailable() {
-    let app = TestApp::spawn().await;
-    if batches_of(&app).is_none() {
+    let Some((app, _)) = on_postgres().await else {
         return; // SQLite: no batches.
-    }
+    };
     let alice = app.user("alice").await;
     // A port nobody listens on.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -462,10 +460,9 @@ async fn without_a_database_every_request_of_a_batch_is_told_it_is_unavailable()
 
 #[rocket::async_test]
 async fn while_the_batches_in_flight_are_stuck_the_reads_behind_them_are_told_503_in_time() {
-    let app = TestApp::spawn().await;
-    if batches_of(&app).is_none() {
+    let Some((app, _)) = on_postgres().await else {
         return; // SQLite: no batches.
-    }
+    };
     let alice = app.user("alice").await;
     let (user_id, session_id, _) = claims_of(&alice);
     let url = app.database_url();
